@@ -38,5 +38,12 @@ export function formatReport(report: LoadReport): string {
         `${kib(r.perActiveStreamBytes)} per active stream (${r.activeStreams} streams)`,
     )
   }
+  const delays = report.disconnectDelayMs
+  if (delays) {
+    lines.push(
+      `disconnect  client abort → upstream close: p50 ${ms(delays.p50)} max ${ms(delays.max)} ms ` +
+        `(n=${delays.count}; ${delays.neverClosed} never closed at the upstream)`,
+    )
+  }
   return lines.join('\n')
 }

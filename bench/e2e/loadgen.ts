@@ -8,6 +8,7 @@
 import { Pool } from 'undici'
 import type { Dispatcher } from 'undici'
 import { sharedNow } from '../../core/clock.ts'
+import type { DisconnectDelays } from './disconnect-delays.ts'
 import { assertLoopbackUrl } from './loopback.ts'
 import { distribution } from './percentiles.ts'
 import type { Distribution } from './percentiles.ts'
@@ -32,6 +33,11 @@ export interface LoadOptions {
   disconnectAfterEvents?: number
   /** Time allowed for response headers, and between two body chunks. Default 30 s. */
   timeoutMs?: number
+  /**
+   * Streams run first and not measured (same concurrency, capped at this number), so the target's JIT and
+   * connection pools are warm and its idle RSS is read after them, not straight after startup.
+   */
+  warmupRequests?: number
 }
 
 export const ERROR_KINDS = ['connect', 'http', 'timeout', 'errorEvent', 'truncated'] as const
@@ -73,6 +79,8 @@ export interface LoadReport {
   errorSamples: Partial<Record<ErrorKind, string>>
   rss?: RssReport
   disconnects: ClientDisconnect[]
+  /** Client abort → upstream connection close, ms (disconnect mode, when upstream records were read). */
+  disconnectDelayMs?: DisconnectDelays
 }
 
 export interface RssReport {
@@ -122,6 +130,19 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
     connectTimeout: timeoutMs,
     keepAliveTimeout: 60_000,
   })
+
+  if (options.warmupRequests !== undefined && options.warmupRequests > 0) {
+    await runLoad({
+      ...options,
+      requests: options.warmupRequests,
+      // Distinct ids, so upstream records of the warmup never match a measured request.
+      model: modelTemplate.replaceAll('{i}', 'warmup-{i}'),
+      targetPid: undefined,
+      disconnectAfterEvents: undefined,
+      warmupRequests: 0,
+    })
+    await new Promise((resolve) => setTimeout(resolve, 200)) // let closed connections and garbage settle
+  }
 
   let idleBytes = Number.NaN
   if (options.targetPid !== undefined) idleBytes = await idleRss(options.targetPid)
