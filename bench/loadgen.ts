@@ -15,9 +15,11 @@ import { disconnectDelays, idFromModel, withRequestIds } from './e2e/disconnect-
 import { formatReport } from './e2e/format.ts'
 import { runLoad } from './e2e/loadgen.ts'
 
-const USAGE = `usage: loadgen --url URL [-c C] [-n N] [--max-seconds S] [--model M] [--path P] [--warmup N]
-               [--target-pid PID] [--disconnect-after K [--upstream-records UPSTREAM_URL]] [--timeout-ms MS] [--json]
+const USAGE = `usage: loadgen --url URL [-c C] [-n N] [--max-seconds S] [--model M] [--path P]
+               [--warmup N [--warmup-model M]] [--target-pid PID] [--timeout-ms MS] [--json]
+               [--disconnect-after K [--upstream-records UPSTREAM_URL]]
   --model             the request's model string; {i} becomes the request index (default: mock)
+  --warmup            run N unmeasured streams first (then read the target's idle RSS)
   --upstream-records  with --disconnect-after: read the test upstream's records to time abort → upstream close
                       (adds id=d{i} to the model unless it already has {i})`
 
@@ -42,6 +44,7 @@ async function main(argv: string[]): Promise<void> {
       'disconnect-after': { type: 'string' },
       'timeout-ms': { type: 'string' },
       warmup: { type: 'string' },
+      'warmup-model': { type: 'string' },
       'upstream-records': { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -69,6 +72,7 @@ async function main(argv: string[]): Promise<void> {
     disconnectAfterEvents,
     timeoutMs: number('timeout-ms', values['timeout-ms']),
     warmupRequests: number('warmup', values.warmup),
+    warmupModel: values['warmup-model'],
   })
   if (recordsUrl !== undefined) {
     const idFor = (index: number): string => idFromModel(model.replaceAll('{i}', String(index))) ?? ''

@@ -38,6 +38,8 @@ export interface LoadOptions {
    * connection pools are warm and its idle RSS is read after them, not straight after startup.
    */
   warmupRequests?: number
+  /** Model string of the warmup streams (default: `model`), e.g. without the upstream's inter-token delay. */
+  warmupModel?: string
 }
 
 export const ERROR_KINDS = ['connect', 'http', 'timeout', 'errorEvent', 'truncated'] as const
@@ -136,7 +138,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
       ...options,
       requests: options.warmupRequests,
       // Distinct ids, so upstream records of the warmup never match a measured request.
-      model: modelTemplate.replaceAll('{i}', 'warmup-{i}'),
+      model: (options.warmupModel ?? modelTemplate).replaceAll('{i}', 'warmup-{i}'),
       targetPid: undefined,
       disconnectAfterEvents: undefined,
       warmupRequests: 0,

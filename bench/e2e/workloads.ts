@@ -1,0 +1,62 @@
+/**
+ * The workloads of the end-to-end benchmark. Every stream is the test upstream's OpenAI shape with 50 content
+ * deltas, so a stream carries 52 data events (role, 50 contents, final) plus `[DONE]`. Request counts are sized
+ * so one cell runs a few seconds on 2 cores: several rounds of C streams, enough to reach steady state.
+ * @module
+ */
+export interface Workload {
+  name: string
+  concurrency: number
+  /** Streams per measured run (default mode). */
+  requests: number
+  /** Streams per run with --quick. */
+  quickRequests: number
+  /** The upstream's gap between events, ms (`delay` of the test upstream). */
+  delayMs: number
+  /** Content deltas per stream (`chunks` of the test upstream). */
+  chunks: number
+  /** Disconnect mode: clients leave after this many events. */
+  disconnectAfter?: number
+}
+
+const CHUNKS = 50
+
+const grid = (concurrency: number, delayMs: number, requests: number, quickRequests: number): Workload => ({
+  name: `c${concurrency}-d${delayMs}`,
+  concurrency,
+  requests,
+  quickRequests,
+  delayMs,
+  chunks: CHUNKS,
+})
+
+export const WORKLOADS: readonly Workload[] = [
+  grid(1, 0, 300, 50),
+  grid(100, 0, 2000, 500),
+  grid(1000, 0, 3000, 1500),
+  grid(1, 20, 4, 2),
+  grid(100, 20, 300, 100),
+  grid(1000, 20, 2000, 1000),
+  {
+    name: 'disconnect',
+    concurrency: 100,
+    requests: 300,
+    quickRequests: 100,
+    delayMs: 20,
+    chunks: CHUNKS,
+    disconnectAfter: 5,
+  },
+]
+
+/** The test upstream's model string for a workload; `{i}` gives disconnect runs a per-request id to match on. */
+export function modelFor(workload: Workload): string {
+  const id = workload.disconnectAfter === undefined ? '' : '&id=d{i}'
+  return `mock?chunks=${workload.chunks}&delay=${workload.delayMs}${id}`
+}
+
+export function describeWorkload(workload: Workload): string {
+  const what = workload.disconnectAfter === undefined
+    ? `${workload.chunks} content events per stream`
+    : `clients leave after ${workload.disconnectAfter} events`
+  return `C=${workload.concurrency}, ${workload.delayMs} ms between events, ${what}`
+}
