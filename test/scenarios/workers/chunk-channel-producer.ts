@@ -152,6 +152,9 @@ port.on('message', (message: { kind: string; port?: MessagePort; shared?: Shared
     hub = new ChunkWriterHub(init.port)
     shared = new Int32Array(init.shared)
     report('ready', {})
+  } else if (message.kind === 'pong-later') {
+    const reply = (message as unknown as { reply: MessagePort }).reply
+    setTimeout(() => reply.postMessage('pong'), 200)
   } else if (message.kind === 'ping') {
     report('pong', { sentBytes: Atomics.load(shared, kSentBytes) })
   } else if (message.kind === 'run') {
