@@ -19,6 +19,7 @@
  * | `retryAfterDate` | `Retry-After` as an HTTP-date this many seconds ahead                                     | –       |
  * | `retryAfterMs`   | OpenAI's `retry-after-ms` header sent with `fail`                                         | –       |
  * | `cutAfter`       | destroy the socket after the role chunk + k content chunks                                | –       |
+ * | `cutBeforeBody`  | for the first K attempts of this id: destroy the socket after headers (+ `ttft`), no body  | –       |
  * | `stallAfter`     | stop writing after the role chunk + k content chunks…                                     | –       |
  * | `stallMs`        | …for this many ms, then carry on (absent: forever, until the client leaves)               | forever |
  * | `midEvent`       | with `cutAfter`/`stallAfter`: first write the first half of the next event                | 0       |
@@ -46,6 +47,7 @@ export interface Behaviour {
   retryAfterDate: number | undefined
   retryAfterMs: number | undefined
   cutAfter: number | undefined
+  cutBeforeBody: number | undefined
   stallAfter: number | undefined
   stallMs: number | undefined
   midEvent: boolean
@@ -57,7 +59,7 @@ export interface Behaviour {
 
 const INTEGER_FIELDS = [
   'chunks', 'pad', 'delay', 'ttft', 'headerDelay', 'eventsPerWrite', 'fail', 'failTimes', 'retryAfterDate',
-  'retryAfterMs', 'cutAfter', 'stallAfter', 'stallMs', 'malformedAfter', 'hugeEvent', 'errorEvent',
+  'retryAfterMs', 'cutAfter', 'cutBeforeBody', 'stallAfter', 'stallMs', 'malformedAfter', 'hugeEvent', 'errorEvent',
 ] as const
 const FLAG_FIELDS = ['midEvent', 'noDone'] as const
 
@@ -89,6 +91,7 @@ export function parseBehaviour(model: unknown, defaults: Partial<Behaviour> = {}
     retryAfterDate: undefined,
     retryAfterMs: undefined,
     cutAfter: undefined,
+    cutBeforeBody: undefined,
     stallAfter: undefined,
     stallMs: undefined,
     midEvent: false,

@@ -268,6 +268,10 @@ function retryHeaders(behaviour: Behaviour): Record<string, string> {
 async function streamResponse(io: ResponseWriter, behaviour: Behaviour, model: string): Promise<void> {
   io.head(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': behaviour.id })
   if (!(await io.pause(behaviour.ttft))) return
+  if (behaviour.cutBeforeBody !== undefined && io.record.attempt <= behaviour.cutBeforeBody) {
+    io.cut()
+    return
+  }
   const events = streamEvents(behaviour, model)
   const batch: Uint8Array[] = []
   // Writes queued events once `eventsPerWrite` of them are waiting (or when forced), with `delay` between writes.

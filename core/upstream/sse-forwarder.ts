@@ -1,0 +1,313 @@
+/**
+ * The body of a streaming call: a pull-based ReadableStream over the upstream's SSE body.
+ *
+ * - Backpressure: the upstream is read only inside `pull()`, i.e. when the consumer wants data, and at most one
+ *   chunk waits in our queue (highWaterMark 1). A client that stops reading stops our reads, which stops the
+ *   upstream through TCP flow control; memory stays at the socket buffers.
+ * - Chunks go out as they came (whole complete events, never re-split per event: cost is per chunk), minus an
+ *   unterminated tail held back until its event ends.
+ * - The idle timeout runs only while a read of the upstream is pending, so a slow client cannot trip it; each
+ *   read restarts it. Heartbeat comments are sent only then too, and only if the consumer has room.
+ * - Failures: before the first forwarded byte a retryable one (connection lost, EOF, idle) goes back to the retry
+ *   policy, invisibly to the client. After it, or when not retryable, the stream ends with one OpenAI-shaped
+ *   error event. Upstream EOF without `[DONE]` is such a failure, never a clean end.
+ * - Malformed data (not JSON, not `[DONE]`): the complete events before it in the same chunk are forwarded, the
+ *   bad event and everything after it are not, then the error event follows. Same for an `onEvent` hook that
+ *   throws on an event.
+ * - The client leaving (its signal, or `cancel()`) aborts the upstream at once, even mid-read of a stalled one.
+ * - Whatever ends the stream, `#finish()` runs once: timers cleared, upstream aborted unless it completed,
+ *   permits released, `end` emitted.
+ * @module
+ */
+import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser'
+import { onAbort } from '../abort.ts'
+import type { Attempts, Connection } from './attempt.ts'
+import type { CallTracker } from './call-tracker.ts'
+import { IdleTimeoutError, isRetryable, UpstreamMalformedError, UpstreamTruncatedError } from './errors.ts'
+import { EventBoundaryScanner, type EventRegion } from './event-boundary.ts'
+import { HEARTBEAT_EVENT, sseErrorEvent } from './sse-error-event.ts'
+
+/** Called for every upstream data event before it is forwarded; throwing ends the stream with an error event. */
+export type UpstreamEventHook = (event: EventSourceMessage, call: { id: string }) => void
+
+export interface ForwarderSettings {
+  /** 0 disables it. */
+  idleTimeoutMs: number
+  /** 0 disables it. */
+  heartbeatMs: number
+  maxEventBytes: number
+  onEvent: UpstreamEventHook | undefined
+}
+
+export interface ForwarderInit {
+  connection: Connection
+  attempts: Attempts
+  tracker: CallTracker
+  settings: ForwarderSettings
+  /** The call's controller: aborting it stops a reconnect in progress. */
+  call: AbortController
+  /** The client's own signal, to tell "client left" (no error event) from shutdown (error event). */
+  clientSignal: AbortSignal | undefined
+}
+
+/** How long to keep reading after `[DONE]` for the upstream's EOF, so its connection can be reused. */
+const DRAIN_AFTER_DONE_MS = 1_000
+
+interface Verdict {
+  /** Offset in the region up to which bytes are forwarded. */
+  forwardEnd: number
+  dataEvents: number
+  done: boolean
+  failure: unknown
+}
+
+export function forwardSse(init: ForwarderInit): ReadableStream<Uint8Array> {
+  return new SseForwarder(init).stream
+}
+
+class SseForwarder {
+  readonly stream: ReadableStream<Uint8Array>
+  readonly #attempts: Attempts
+  readonly #tracker: CallTracker
+  readonly #settings: ForwarderSettings
+  readonly #call: AbortController
+  readonly #clientSignal: AbortSignal | undefined
+  readonly #decoder = new TextDecoder()
+  readonly #parsed: EventSourceMessage[] = []
+  readonly #parser: EventSourceParser = createParser({ onEvent: (event) => this.#parsed.push(event) })
+  #controller!: ReadableStreamDefaultController<Uint8Array>
+  #connection: Connection
+  #reader: ReadableStreamDefaultReader<Uint8Array>
+  #scanner: EventBoundaryScanner
+  #finished = false
+  #disposeAbort: () => void = noop
+
+  constructor(init: ForwarderInit) {
+    this.#attempts = init.attempts
+    this.#tracker = init.tracker
+    this.#settings = init.settings
+    this.#call = init.call
+    this.#clientSignal = init.clientSignal
+    this.#connection = init.connection
+    this.#reader = readerOf(init.connection)
+    this.#scanner = new EventBoundaryScanner(init.settings.maxEventBytes)
+    this.stream = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#controller = controller
+        },
+        pull: () => this.#pull(),
+        cancel: (reason) => this.#finish('disconnect', reason, { errorConsumer: false }),
+      },
+      { highWaterMark: 1 },
+    )
+    // The call signal fires for the client leaving and for shutdown; only the latter deserves an error event.
+    this.#disposeAbort = onAbort(init.call.signal, (reason) => {
+      if (this.#clientSignal?.aborted) this.#finish('disconnect', reason, { errorConsumer: true })
+      else this.#finish('error', reason)
+    })
+  }
+
+  async #pull(): Promise<void> {
+    while (!this.#finished) {
+      try {
+        if (await this.#pump()) return
+      } catch (error) {
+        if (this.#finished) return
+        const final = await this.#retryBeforeFirstByte(error)
+        if (this.#finished) return
+        if (final !== undefined) {
+          this.#finish('error', final)
+          return
+        }
+      }
+    }
+  }
+
+  /** Reads one upstream chunk and forwards its complete events. True when something was enqueued or it ended. */
+  async #pump(): Promise<boolean> {
+    const { done, value } = await this.#read()
+    if (this.#finished) return true
+    if (done) throw new UpstreamTruncatedError('The upstream ended the stream without `data: [DONE]`')
+    const region = this.#scanner.push(value)
+    if (region === undefined) return false
+    const verdict = this.#inspect(region)
+    if (verdict.forwardEnd > 0) {
+      this.#enqueue(region.bytes.subarray(0, verdict.forwardEnd))
+      this.#tracker.forwarded(verdict.forwardEnd, verdict.dataEvents)
+    }
+    if (verdict.failure !== undefined) throw verdict.failure
+    if (verdict.done) {
+      this.#finish('completed', undefined)
+      return true
+    }
+    return verdict.forwardEnd > 0
+  }
+
+  /** One upstream read, under the idle timeout and with heartbeats while it is pending. */
+  async #read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const { idleTimeoutMs, heartbeatMs } = this.#settings
+    const connection = this.#connection
+    const idle = idleTimeoutMs > 0 ? setTimeout(() => connection.abort(new IdleTimeoutError(idleTimeoutMs)), idleTimeoutMs) : undefined
+    const heartbeat = heartbeatMs > 0 ? setInterval(() => this.#heartbeat(), heartbeatMs) : undefined
+    try {
+      const result = await this.#reader.read()
+      // An aborted body may also just end: the abort reason is the truth.
+      if (connection.controller.signal.aborted) throw connection.controller.signal.reason
+      return result
+    } catch (error) {
+      if (connection.controller.signal.aborted) throw connection.controller.signal.reason
+      throw new UpstreamTruncatedError('The upstream connection was lost mid-stream', { cause: error })
+    } finally {
+      clearTimeout(idle)
+      clearInterval(heartbeat)
+    }
+  }
+
+  /** Parses each complete event with eventsource-parser and decides how much of the region to forward. */
+  #inspect(region: EventRegion): Verdict {
+    let start = 0
+    let dataEvents = 0
+    for (const end of region.ends) {
+      this.#parsed.length = 0
+      this.#parser.feed(this.#decoder.decode(region.bytes.subarray(start, end)))
+      for (const event of this.#parsed) {
+        if (event.data === '[DONE]') return { forwardEnd: end, dataEvents, done: true, failure: undefined }
+        try {
+          JSON.parse(event.data)
+        } catch (cause) {
+          const failure = new UpstreamMalformedError('The upstream sent an event whose data is neither JSON nor [DONE]', { cause })
+          return { forwardEnd: start, dataEvents, done: false, failure }
+        }
+        try {
+          this.#settings.onEvent?.(event, { id: this.#tracker.id })
+        } catch (failure) {
+          return { forwardEnd: start, dataEvents, done: false, failure }
+        }
+        dataEvents++
+      }
+      start = end
+    }
+    return { forwardEnd: start, dataEvents, done: false, failure: undefined }
+  }
+
+  /**
+   * Nothing reached the client yet, so a retryable failure may be retried invisibly. Resolves undefined when a
+   * new connection is in place, or with the failure that ends the stream.
+   */
+  async #retryBeforeFirstByte(failure: unknown): Promise<unknown> {
+    if (this.#tracker.afterFirstChunk || !isRetryable(failure)) return failure
+    this.#dropConnection(failure)
+    try {
+      const connection = await this.#attempts.reconnect(failure)
+      if (this.#finished) {
+        connection.abort(this.#call.signal.reason)
+        connection.close()
+        return undefined
+      }
+      if (!connection.response.ok || !isEventStream(connection.response)) {
+        connection.abort(failure)
+        connection.close()
+        return new UpstreamMalformedError(`The upstream answered a retry with ${connection.response.status} instead of an event stream`)
+      }
+      connection.disarm()
+      this.#connection = connection
+      this.#reader = readerOf(connection)
+      this.#scanner = new EventBoundaryScanner(this.#settings.maxEventBytes)
+      this.#parser.reset()
+      return undefined
+    } catch (error) {
+      return error
+    }
+  }
+
+  #dropConnection(reason: unknown): void {
+    this.#connection.abort(reason)
+    this.#reader.cancel(reason).catch(noop)
+    this.#connection.close()
+  }
+
+  #heartbeat(): void {
+    if (this.#finished || (this.#controller.desiredSize ?? 0) <= 0) return
+    this.#enqueue(HEARTBEAT_EVENT)
+  }
+
+  #enqueue(bytes: Uint8Array): void {
+    try {
+      this.#controller.enqueue(bytes)
+    } catch {
+      // The consumer cancelled in the meantime; #finish has run or is about to.
+    }
+  }
+
+  /** Ends the stream exactly once: consumer side, upstream side, permits, telemetry. */
+  #finish(outcome: 'completed' | 'error' | 'disconnect', reason: unknown, { errorConsumer = false } = {}): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.#disposeAbort()
+    const connection = this.#connection
+    try {
+      if (outcome === 'completed') {
+        tryClose(this.#controller)
+        drainToEnd(this.#reader, connection)
+      } else {
+        if (outcome === 'error') {
+          this.#tracker.failed(reason)
+          this.#enqueue(sseErrorEvent(reason))
+          tryClose(this.#controller)
+        } else {
+          this.#tracker.disconnected()
+          if (errorConsumer) tryError(this.#controller, reason)
+        }
+        this.#dropConnection(reason)
+        // Stops a reconnect that may be waiting for permits or sleeping.
+        if (!this.#call.signal.aborted) this.#call.abort(reason)
+      }
+    } finally {
+      connection.close()
+      this.#tracker.end(outcome, 200)
+    }
+  }
+}
+
+function readerOf(connection: Connection): ReadableStreamDefaultReader<Uint8Array> {
+  const body = connection.response.body
+  if (!body) throw new UpstreamTruncatedError('The upstream answered without a body')
+  return body.getReader()
+}
+
+export function isEventStream(response: Response): boolean {
+  return (response.headers.get('content-type') ?? '').toLowerCase().includes('text/event-stream')
+}
+
+/** After `[DONE]`: read to EOF in the background (bounded), so the upstream connection goes back to the pool. */
+function drainToEnd(reader: ReadableStreamDefaultReader<Uint8Array>, connection: Connection): void {
+  const timer = setTimeout(() => connection.abort(new UpstreamTruncatedError('No EOF after [DONE]')), DRAIN_AFTER_DONE_MS)
+  void (async () => {
+    try {
+      while (!(await reader.read()).done);
+    } catch {
+      // Aborted by the timer, or the connection dropped after [DONE]: nothing was lost.
+    } finally {
+      clearTimeout(timer)
+    }
+  })()
+}
+
+function tryClose(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  try {
+    controller.close()
+  } catch {
+    // Already cancelled by the consumer.
+  }
+}
+
+function tryError(controller: ReadableStreamDefaultController<Uint8Array>, reason: unknown): void {
+  try {
+    controller.error(reason)
+  } catch {
+    // Already closed or cancelled.
+  }
+}
+
+function noop(): void {}
