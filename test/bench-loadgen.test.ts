@@ -26,6 +26,7 @@ interface Knobs {
 }
 
 const closes: number[] = []
+let connections = 0
 
 async function serveStream(knobs: Knobs, res: ServerResponse): Promise<void> {
   if (knobs.mode === 'status') {
@@ -80,6 +81,7 @@ beforeAll(async () => {
       void serveStream(knobs, res)
     })
   })
+  server.on('connection', () => connections++)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 })
@@ -232,6 +234,16 @@ describe('runLoad against a known upstream', () => {
       expect(closedAt - aborts[i]!).toBeGreaterThanOrEqual(-1)
       expect(closedAt - aborts[i]!).toBeLessThan(200)
     })
+  })
+
+  it('warms up on the same connections without counting the warmup', async () => {
+    const before = connections
+    const report = await runLoad({
+      url: base, concurrency: 4, requests: 8, maxSeconds: 20, model: 'm?events=3', warmupRequests: 4,
+      warmupModel: 'm?events=9',
+    })
+    expect(report).toMatchObject({ started: 8, completed: 8, events: 24 })
+    expect(connections - before).toBe(4) // the measured streams reused the warmup's keep-alive connections
   })
 
   it('samples the target RSS when given its pid', async () => {

@@ -63,7 +63,8 @@ export async function runCell(spec: CellSpec): Promise<CellResult> {
         ignorePort: new URL(upstream.url).port,
       })
     }
-    const warmup = Math.min(200, Math.max(20, workload.concurrency))
+    // At least C warmup streams, so all C client connections are open before measuring (see runLoad).
+    const warmup = Math.max(50, workload.concurrency)
     const argv = [
       ...runtimeCommand('node', 'bench/loadgen.ts'),
       '--json',

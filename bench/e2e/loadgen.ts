@@ -110,83 +110,170 @@ export function classifyFailure(error: unknown, responseStarted: boolean): Error
   return 'truncated'
 }
 
+/** What one batch of streams over a pool produced; `runLoad` turns it into a report. */
+interface DriveResult {
+  started: number
+  finished: number
+  completed: number
+  disconnected: number
+  stoppedByCap: boolean
+  wallSeconds: number
+  events: number
+  minEvents: number
+  maxEvents: number
+  ttfe: number[]
+  durations: number[]
+  errors: Record<ErrorKind, number>
+  errorSamples: Partial<Record<ErrorKind, string>>
+  httpStatuses: Record<string, number>
+  disconnects: ClientDisconnect[]
+}
+
+interface DriveOptions {
+  path: string
+  concurrency: number
+  requests: number
+  maxSeconds: number
+  model: string
+  timeoutMs: number
+  disconnectAfterEvents: number | undefined
+}
+
 export async function runLoad(options: LoadOptions): Promise<LoadReport> {
   const base = assertLoopbackUrl(options.url)
-  const path = options.path ?? '/v1/chat/completions'
   const concurrency = Math.max(1, Math.floor(options.concurrency))
   const requested = Math.max(0, Math.floor(options.requests))
-  const timeoutMs = options.timeoutMs ?? 30_000
-  const modelTemplate = options.model ?? 'mock'
-  const perRequestModel = modelTemplate.includes('{i}')
+  const drive: DriveOptions = {
+    path: options.path ?? '/v1/chat/completions',
+    concurrency,
+    requests: requested,
+    maxSeconds: options.maxSeconds,
+    model: options.model ?? 'mock',
+    timeoutMs: options.timeoutMs ?? 30_000,
+    disconnectAfterEvents: options.disconnectAfterEvents,
+  }
+  const pool = new Pool(base.origin, {
+    connections: concurrency,
+    pipelining: 1,
+    connectTimeout: drive.timeoutMs,
+    keepAliveTimeout: 60_000,
+  })
+  try {
+    const warmup = Math.floor(options.warmupRequests ?? 0)
+    if (warmup > 0) {
+      // Same pool, so its connections (up to C, if warmup ≥ C) are open and kept alive when measuring starts:
+      // the measured TTFE is then the target's, not a storm of C simultaneous TCP handshakes overflowing a
+      // listen backlog (SYN retries add whole seconds).
+      await driveStreams(pool, {
+        ...drive,
+        requests: warmup,
+        // Distinct ids, so upstream records of the warmup never match a measured request.
+        model: (options.warmupModel ?? drive.model).replaceAll('{i}', 'warmup-{i}'),
+        disconnectAfterEvents: undefined,
+      })
+      await new Promise((resolve) => setTimeout(resolve, 200)) // let garbage and closing streams settle
+    }
+    const idleBytes = options.targetPid === undefined ? Number.NaN : await idleRss(options.targetPid)
+    const sampler =
+      options.targetPid === undefined ? undefined : startRssSampler(options.targetPid, options.rssIntervalMs)
+    const result = await driveStreams(pool, drive)
+    sampler?.stop()
+    const report: LoadReport = {
+      url: base.origin + drive.path,
+      concurrency,
+      requested,
+      started: result.started,
+      completed: result.completed,
+      disconnected: result.disconnected,
+      unfinished: result.started - result.finished,
+      stoppedByCap: result.stoppedByCap,
+      wallSeconds: result.wallSeconds,
+      requestsPerSecond: result.completed / result.wallSeconds,
+      eventsPerSecond: result.events / result.wallSeconds,
+      events: result.events,
+      eventsPerStream: { min: result.completed === 0 ? 0 : result.minEvents, max: result.maxEvents },
+      ttfeMs: distribution(result.ttfe),
+      durationMs: distribution(result.durations),
+      errors: result.errors,
+      httpStatuses: result.httpStatuses,
+      errorSamples: result.errorSamples,
+      disconnects: result.disconnects,
+    }
+    if (sampler && options.targetPid !== undefined) {
+      const activeStreams = Math.min(concurrency, requested)
+      report.rss = {
+        pid: options.targetPid,
+        idleBytes,
+        peakBytes: sampler.peak,
+        activeStreams,
+        perActiveStreamBytes: (sampler.peak - idleBytes) / activeStreams,
+      }
+    }
+    return report
+  } finally {
+    await pool.destroy().catch(() => {})
+  }
+}
+
+/**
+ * Keeps `concurrency` streams in flight until `requests` have run or the wall-clock cap, with callbacks only:
+ * each finished stream launches the next from inside undici's handler.
+ */
+function driveStreams(pool: Pool, options: DriveOptions): Promise<DriveResult> {
+  const { requests, concurrency, disconnectAfterEvents } = options
+  const perRequestModel = options.model.includes('{i}')
   const bodyFor = (index: number): string =>
     JSON.stringify({
-      model: perRequestModel ? modelTemplate.replaceAll('{i}', String(index)) : modelTemplate,
+      model: perRequestModel ? options.model.replaceAll('{i}', String(index)) : options.model,
       stream: true,
       messages: [{ role: 'user', content: 'Say something.' }],
     })
   const sharedBody = perRequestModel ? undefined : bodyFor(0)
-
-  const pool = new Pool(base.origin, {
-    connections: concurrency,
-    pipelining: 1,
-    connectTimeout: timeoutMs,
-    keepAliveTimeout: 60_000,
-  })
-
-  if (options.warmupRequests !== undefined && options.warmupRequests > 0) {
-    await runLoad({
-      ...options,
-      requests: options.warmupRequests,
-      // Distinct ids, so upstream records of the warmup never match a measured request.
-      model: (options.warmupModel ?? modelTemplate).replaceAll('{i}', 'warmup-{i}'),
-      targetPid: undefined,
-      disconnectAfterEvents: undefined,
-      warmupRequests: 0,
-    })
-    await new Promise((resolve) => setTimeout(resolve, 200)) // let closed connections and garbage settle
+  const result: DriveResult = {
+    started: 0,
+    finished: 0,
+    completed: 0,
+    disconnected: 0,
+    stoppedByCap: false,
+    wallSeconds: 0,
+    events: 0,
+    minEvents: Number.POSITIVE_INFINITY,
+    maxEvents: 0,
+    ttfe: [],
+    durations: [],
+    errors: { connect: 0, http: 0, timeout: 0, errorEvent: 0, truncated: 0 },
+    errorSamples: {},
+    httpStatuses: {},
+    disconnects: [],
   }
-
-  let idleBytes = Number.NaN
-  if (options.targetPid !== undefined) idleBytes = await idleRss(options.targetPid)
-  const sampler =
-    options.targetPid === undefined ? undefined : startRssSampler(options.targetPid, options.rssIntervalMs)
-
-  const ttfe = new Float64Array(requested)
-  const durations = new Float64Array(requested)
-  let ttfeCount = 0
-  let durationCount = 0
-  const errors: Record<ErrorKind, number> = { connect: 0, http: 0, timeout: 0, errorEvent: 0, truncated: 0 }
-  const errorSamples: Partial<Record<ErrorKind, string>> = {}
-  const httpStatuses: Record<string, number> = {}
-  const disconnects: ClientDisconnect[] = []
   const inFlight = new Set<Dispatcher.DispatchController>()
-  let started = 0
-  /** Streams with an outcome: completed, disconnected on purpose, or failed. */
-  let finished = 0
-  let completed = 0
-  let disconnected = 0
-  let events = 0
-  let minEvents = Number.POSITIVE_INFINITY
-  let maxEvents = 0
-  let stopped = false
-  let stoppedByCap = false
-  let lastEnd = 0
-
-  let resolveAll = (): void => {}
   const startedAt = performance.now()
-  const allDone = new Promise<void>((resolve) => {
-    resolveAll = resolve
+  let lastEnd = 0
+  let stopped = false
+
+  return new Promise<DriveResult>((resolve) => {
+    let cap: ReturnType<typeof setTimeout> | undefined
+    const finish = (): void => {
+      clearTimeout(cap)
+      result.wallSeconds = ((lastEnd || performance.now()) - startedAt) / 1000
+      resolve(result)
+    }
     const fail = (kind: ErrorKind, message: string): void => {
-      errors[kind]++
-      errorSamples[kind] ??= message
+      result.errors[kind]++
+      result.errorSamples[kind] ??= message
+    }
+    const httpError = (status: number): void => {
+      result.httpStatuses[status] = (result.httpStatuses[status] ?? 0) + 1
+      fail('http', `HTTP ${status}`)
     }
 
     const launch = (): void => {
-      if (stopped || started >= requested) {
-        if (finished === started) resolveAll()
+      if (stopped) return
+      if (result.started >= requests) {
+        if (result.finished === result.started) finish()
         return
       }
-      const index = started++
+      const index = result.started++
       const counter = new SseCounter()
       const dispatchedAt = performance.now()
       let controller: Dispatcher.DispatchController | undefined
@@ -198,9 +285,9 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
         if (settled) return
         settled = true
         if (controller) inFlight.delete(controller)
-        events += counter.events
-        if (stoppedByCap) return // counted as unfinished; the report is already being written
-        finished++
+        result.events += counter.events
+        if (stopped) return // cut by the cap: unfinished, and the result is already out
+        result.finished++
         lastEnd = performance.now()
         launch()
       }
@@ -219,40 +306,36 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
           if (status !== 200) return // an error body: drained by undici, not parsed as SSE
           const hadEvents = counter.events > 0
           counter.push(chunk)
-          if (!hadEvents && counter.events > 0 && ttfeCount < requested) {
-            ttfe[ttfeCount++] = performance.now() - dispatchedAt
-          }
-          const limit = options.disconnectAfterEvents
-          if (limit !== undefined && counter.events >= limit && !dataController.aborted) {
-            disconnects.push({ index, abortedAt: sharedNow() })
-            disconnected++
+          if (!hadEvents && counter.events > 0) result.ttfe.push(performance.now() - dispatchedAt)
+          const leaveNow = disconnectAfterEvents !== undefined && counter.events >= disconnectAfterEvents
+          if (leaveNow && !dataController.aborted) {
+            result.disconnects.push({ index, abortedAt: sharedNow() })
+            result.disconnected++
             dataController.abort(new PlannedAbort('disconnect mode'))
           }
         },
         onResponseEnd() {
-          if (stoppedByCap) {
-            settle()
+          if (stopped) {
+            // cut by the cap
           } else if (status !== 200) {
-            httpStatuses[status] = (httpStatuses[status] ?? 0) + 1
-            fail('http', `HTTP ${status}`)
+            httpError(status)
           } else if (counter.errorEvents > 0) {
             fail('errorEvent', 'error event in the stream')
           } else if (!counter.done) {
             fail('truncated', `body ended after ${counter.events} events without [DONE]`)
           } else {
-            completed++
-            durations[durationCount++] = performance.now() - dispatchedAt
-            if (counter.events < minEvents) minEvents = counter.events
-            if (counter.events > maxEvents) maxEvents = counter.events
+            result.completed++
+            result.durations.push(performance.now() - dispatchedAt)
+            if (counter.events < result.minEvents) result.minEvents = counter.events
+            if (counter.events > result.maxEvents) result.maxEvents = counter.events
           }
           settle()
         },
         onResponseError(_controller, error) {
-          if (error instanceof PlannedAbort || stoppedByCap) {
+          if (error instanceof PlannedAbort || stopped) {
             // disconnect mode or the cap: the outcome is already recorded
           } else if (status !== 0 && status !== 200) {
-            httpStatuses[status] = (httpStatuses[status] ?? 0) + 1
-            fail('http', `HTTP ${status}`)
+            httpError(status)
           } else if (counter.errorEvents > 0) {
             fail('errorEvent', 'error event in the stream')
           } else {
@@ -265,69 +348,27 @@ export async function runLoad(options: LoadOptions): Promise<LoadReport> {
 
       pool.dispatch(
         {
-          path,
+          path: options.path,
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
           body: sharedBody ?? bodyFor(index),
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
+          headersTimeout: options.timeoutMs,
+          bodyTimeout: options.timeoutMs,
         },
         handler,
       )
     }
 
-    if (requested === 0) resolveAll()
-    for (let i = 0; i < Math.min(concurrency, requested); i++) launch()
+    // At the cap, stop launching, abort what runs and report at once: a stream stuck before its socket connects
+    // (not yet abortable through a controller) must not hold the benchmark past its wall-clock budget.
+    cap = setTimeout(() => {
+      stopped = true
+      result.stoppedByCap = true
+      lastEnd = performance.now()
+      for (const inflight of inFlight) inflight.abort(new PlannedAbort(CAP_REACHED))
+      finish()
+    }, options.maxSeconds * 1000)
+    if (requests === 0) finish()
+    for (let i = 0; i < Math.min(concurrency, requests); i++) launch()
   })
-
-  // At the cap, stop launching, abort what runs and report at once: a stream stuck before its socket connects
-  // (not yet abortable through a controller) must not hold the benchmark past its wall-clock budget.
-  const cap = setTimeout(() => {
-    stopped = true
-    stoppedByCap = true
-    lastEnd = performance.now()
-    for (const controller of inFlight) controller.abort(new PlannedAbort(CAP_REACHED))
-    resolveAll()
-  }, options.maxSeconds * 1000)
-  try {
-    await allDone
-  } finally {
-    clearTimeout(cap)
-    sampler?.stop()
-    await pool.destroy().catch(() => {})
-  }
-
-  const wallSeconds = ((lastEnd || performance.now()) - startedAt) / 1000
-  const activeStreams = Math.min(concurrency, requested)
-  const report: LoadReport = {
-    url: base.origin + path,
-    concurrency,
-    requested,
-    started,
-    completed,
-    disconnected,
-    unfinished: started - finished,
-    stoppedByCap,
-    wallSeconds,
-    requestsPerSecond: completed / wallSeconds,
-    eventsPerSecond: events / wallSeconds,
-    events,
-    eventsPerStream: { min: completed === 0 ? 0 : minEvents, max: maxEvents },
-    ttfeMs: distribution(Array.from(ttfe.subarray(0, ttfeCount))),
-    durationMs: distribution(Array.from(durations.subarray(0, durationCount))),
-    errors,
-    httpStatuses,
-    errorSamples,
-    disconnects,
-  }
-  if (sampler && options.targetPid !== undefined) {
-    report.rss = {
-      pid: options.targetPid,
-      idleBytes,
-      peakBytes: sampler.peak,
-      activeStreams,
-      perActiveStreamBytes: (sampler.peak - idleBytes) / activeStreams,
-    }
-  }
-  return report
 }

@@ -31,12 +31,12 @@ const grid = (concurrency: number, delayMs: number, requests: number, quickReque
 })
 
 export const WORKLOADS: readonly Workload[] = [
-  grid(1, 0, 300, 50),
-  grid(100, 0, 2000, 500),
-  grid(1000, 0, 3000, 1500),
-  grid(1, 20, 4, 2),
-  grid(100, 20, 300, 100),
-  grid(1000, 20, 2000, 1000),
+  grid(1, 0, 200, 50),
+  grid(100, 0, 1500, 500),
+  grid(1000, 0, 2000, 1000),
+  grid(1, 20, 3, 2),
+  grid(100, 20, 200, 100),
+  grid(1000, 20, 1500, 1000),
   {
     name: 'disconnect',
     concurrency: 100,
