@@ -1,0 +1,107 @@
+/**
+ * Web `Response` → Node `ServerResponse`, with a hand read/write pump. `Readable.fromWeb(body).pipe(res)` is
+ * about 4× slower per chunk on Node 20 and unfair across concurrent streams (shared/research/runtimes.md §5,
+ * fastify/fastify#6444); Node's web-stream fast paths (nodejs/node#61807) are not in Node 20.
+ * @module
+ */
+import type { ServerResponse } from 'node:http'
+
+/** Statuses that never carry a body (RFC 9110 §6.4.1). */
+const NO_BODY_STATUSES = new Set([101, 204, 205, 304])
+
+/**
+ * Writes `response` to `res`. `gone` is the request's disconnect signal (aborted when `res` closes before it
+ * finished): once it aborts, the body is cancelled and nothing more is written. An error from the body after the
+ * headers went out is reported to `onError` and destroys the socket, so the client sees a truncated response
+ * instead of a clean end. Never rejects.
+ */
+export async function sendResponse(
+  response: Response,
+  res: ServerResponse,
+  method: string,
+  gone: AbortSignal,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  const body = response.body
+  if (gone.aborted) {
+    // The client left while the handler was working: nobody will read this body.
+    void body?.cancel(gone.reason).catch(noop)
+    return
+  }
+  try {
+    writeHead(response, res)
+  } catch (error) {
+    // An invalid status or header value from the handler (rejected by Node, not by the Headers class).
+    onError(error)
+    void body?.cancel(error).catch(noop)
+    res.destroy()
+    return
+  }
+  if (body === null || method === 'HEAD' || NO_BODY_STATUSES.has(response.status)) {
+    void body?.cancel().catch(noop)
+    res.end()
+    return
+  }
+  // Headers go out now, not with the first body chunk: a client learns the status while the upstream thinks.
+  res.flushHeaders()
+  await pump(body, res, gone, onError)
+}
+
+function writeHead(response: Response, res: ServerResponse): void {
+  // A flat [name, value, name, value, …] list keeps repeated headers apart; set-cookie must never be joined.
+  const head: string[] = []
+  response.headers.forEach((value, name) => {
+    if (name !== 'set-cookie') head.push(name, value)
+  })
+  for (const cookie of response.headers.getSetCookie()) head.push('set-cookie', cookie)
+  if (response.statusText) res.writeHead(response.status, response.statusText, head)
+  else res.writeHead(response.status, head)
+}
+
+/*
+ * The pump. Per chunk: one `reader.read()` and one `res.write()`; a promise is made only when `write()` returns
+ * false (the socket buffer is full), and then the loop waits for 'drain' — ignoring that return value buffered
+ * 1 GiB in 2.3 s with a stalled reader (runtimes.md §2, the bug vercel/ai#9475 fixed). A client leaving aborts
+ * `gone`, which cancels the reader: a pending read() resolves done and the source's cancel() runs at once.
+ */
+async function pump(
+  body: ReadableStream<Uint8Array>,
+  res: ServerResponse,
+  gone: AbortSignal,
+  onError: (error: unknown) => void,
+): Promise<void> {
+  const reader = body.getReader()
+  const cancel = (): void => void reader.cancel(gone.reason).catch(noop)
+  gone.addEventListener('abort', cancel, { once: true })
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done || gone.aborted) break
+      if (!res.write(value)) await drained(res, gone)
+    }
+    if (!gone.aborted) res.end()
+  } catch (error) {
+    if (gone.aborted) return
+    onError(error)
+    // Without an error argument: the socket's error would be re-reported as a 'clientError'.
+    res.destroy()
+  } finally {
+    gone.removeEventListener('abort', cancel)
+  }
+}
+
+/** Resolves on 'drain', or when the client is gone (then 'drain' never comes). */
+function drained(res: ServerResponse, gone: AbortSignal): Promise<void> {
+  if (gone.aborted) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done)
+      gone.removeEventListener('abort', done)
+      resolve()
+    }
+    res.on('drain', done)
+    gone.addEventListener('abort', done, { once: true })
+  })
+}
+
+function noop(): void {}
