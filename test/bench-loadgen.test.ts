@@ -7,11 +7,14 @@ import { createServer } from 'node:http'
 import type { Server, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { disconnectDelays, idFromModel, withRequestIds } from '../bench/e2e/disconnect-delays.ts'
 import { runLoad } from '../bench/e2e/loadgen.ts'
 import { assertLoopbackUrl, isLoopbackHost } from '../bench/e2e/loopback.ts'
 import { distribution, median, percentile } from '../bench/e2e/percentiles.ts'
 import { readRssBytes } from '../bench/e2e/rss-sampler.ts'
 import { SseCounter } from '../bench/e2e/sse-counter.ts'
+import { startUpstream } from './upstream/server.ts'
+import type { TestUpstream } from './upstream/server.ts'
 
 const encoder = new TextEncoder()
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -252,5 +255,54 @@ describe('runLoad against a known upstream', () => {
     expect(report.rss?.peakBytes).toBeGreaterThanOrEqual(report.rss!.idleBytes * 0.5)
     expect(report.rss?.activeStreams).toBe(4)
     expect(readRssBytes(2 ** 22 + 12345)).toBeUndefined()
+  })
+})
+
+describe('runLoad against the test upstream (the benchmark upstream)', () => {
+  let upstream: TestUpstream
+  beforeAll(async () => {
+    upstream = await startUpstream()
+  })
+  afterAll(() => upstream.close())
+
+  const run = (model: string, requests = 4) =>
+    runLoad({ url: upstream.url, concurrency: 2, requests, maxSeconds: 20, model })
+
+  it('counts its OpenAI shape: role + chunks + final data events, then [DONE]', async () => {
+    const report = await run('mock?chunks=50', 6)
+    expect(report).toMatchObject({ completed: 6, events: 6 * 52, eventsPerStream: { min: 52, max: 52 } })
+  })
+
+  it('TTFE is at least its time to first token', async () => {
+    const report = await run('mock?chunks=3&ttft=100')
+    expect(report.ttfeMs.count).toBe(4)
+    expect(report.ttfeMs.p50).toBeGreaterThanOrEqual(99)
+  })
+
+  it('classifies its injected faults', async () => {
+    const [status, cut, noDone, errorEvent] = await Promise.all([
+      run('mock?fail=503'),
+      run('mock?chunks=10&cutAfter=3'),
+      run('mock?chunks=10&noDone=1'),
+      run('mock?chunks=10&errorEvent=2'),
+    ])
+    expect(status.httpStatuses).toEqual({ 503: 4 })
+    expect(cut.errors.truncated).toBe(4)
+    expect(noDone.errors.truncated).toBe(4)
+    expect(errorEvent.errors.errorEvent).toBe(4)
+  })
+
+  it('times client abort → upstream close from the upstream records', async () => {
+    const model = withRequestIds('mock?chunks=50&delay=10', 'lg-')
+    expect(model).toBe('mock?chunks=50&delay=10&id=lg-{i}')
+    const report = await runLoad({
+      url: upstream.url, concurrency: 3, requests: 6, maxSeconds: 20, model, disconnectAfterEvents: 4,
+    })
+    const idFor = (index: number): string => idFromModel(model.replaceAll('{i}', String(index)))!
+    const delays = await disconnectDelays(upstream.url, report.disconnects, idFor)
+    expect(delays).toMatchObject({ count: 6, neverClosed: 0 })
+    expect(delays.p50).toBeGreaterThanOrEqual(-1) // same epoch clock on both sides
+    expect(delays.max).toBeLessThan(500)
+    for (let i = 0; i < 6; i++) expect(upstream.attempts(`lg-${i}`)[0]?.outcome).toBe('aborted')
   })
 })
