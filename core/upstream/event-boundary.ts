@@ -103,3 +103,13 @@ export class EventBoundaryScanner {
     return joined
   }
 }
+
+/**
+ * The text to feed eventsource-parser for one complete event. A segment may end in a lone CR (a boundary in a
+ * CR-only stream, or the CR of a CRLF whose LF is still in flight); the parser holds a trailing CR back until it
+ * knows whether an LF follows, which would delay the event to the next feed. Appending the LF settles it as CRLF:
+ * the same line end either way, and a real LF arriving next only adds an empty line, which dispatches nothing.
+ */
+export function parserInput(segment: string): string {
+  return segment.endsWith('\r') ? `${segment}\n` : segment
+}

@@ -24,7 +24,7 @@ import { onAbort } from '../abort.ts'
 import type { Attempts, Connection } from './attempt.ts'
 import type { CallTracker } from './call-tracker.ts'
 import { IdleTimeoutError, isRetryable, UpstreamMalformedError, UpstreamTruncatedError } from './errors.ts'
-import { EventBoundaryScanner, type EventRegion } from './event-boundary.ts'
+import { EventBoundaryScanner, parserInput, type EventRegion } from './event-boundary.ts'
 import { HEARTBEAT_EVENT, sseErrorEvent } from './sse-error-event.ts'
 
 /** Called for every upstream data event before it is forwarded; throwing ends the stream with an error event. */
@@ -170,7 +170,7 @@ class SseForwarder {
     let dataEvents = 0
     for (const end of region.ends) {
       this.#parsed.length = 0
-      this.#parser.feed(this.#decoder.decode(region.bytes.subarray(start, end)))
+      this.#parser.feed(parserInput(this.#decoder.decode(region.bytes.subarray(start, end))))
       for (const event of this.#parsed) {
         if (event.data === '[DONE]') return { forwardEnd: end, dataEvents, done: true, failure: undefined }
         try {
