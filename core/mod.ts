@@ -4,3 +4,35 @@
  */
 export { SluiceError, TimeoutError } from './errors.ts'
 export type { SluiceErrorCode } from './errors.ts'
+export { createUpstreamClient } from './upstream/client.ts'
+export type { UpstreamClient } from './upstream/client.ts'
+export type { UpstreamClientOptions } from './upstream/options.ts'
+export type { RetryOptions } from './upstream/retry-policy.ts'
+export type { UpstreamEventHook } from './upstream/sse-forwarder.ts'
+export type { AcquireOptions, CallOptions, Permit, PermitGaugeSource, PermitSource, TokenSource, UpstreamRequest } from './upstream/types.ts'
+export {
+  IdleTimeoutError,
+  QueueTimeoutError,
+  UpstreamConnectError,
+  UpstreamMalformedError,
+  UpstreamStatusError,
+  UpstreamTimeoutError,
+  UpstreamTruncatedError,
+} from './upstream/errors.ts'
+export type { UpstreamCallError } from './upstream/errors.ts'
+export { createStreamTelemetry } from './telemetry/stream-telemetry.ts'
+export type { StreamTelemetry, StreamTelemetryOptions } from './telemetry/stream-telemetry.ts'
+export type {
+  AcquireEvent,
+  CallKind,
+  CallOutcome,
+  DisconnectEvent,
+  EndEvent,
+  ErrorEvent,
+  FirstChunkEvent,
+  RetryEvent,
+  StartEvent,
+  StreamEvent,
+  StreamEventSink,
+  StreamEvents,
+} from './telemetry/events.ts'
