@@ -16,7 +16,7 @@ import { idleRss, startRssSampler } from './rss-sampler.ts'
 import { SseCounter } from './sse-counter.ts'
 
 export interface LoadOptions {
-  /** Base URL of the target, e.g. http://127.0.0.1:8080 (loopback only). */
+  /** The target, e.g. http://127.0.0.1:8080 (loopback only). Only its origin is used: `path` is the route. */
   url: string
   /** Default /v1/chat/completions. */
   path?: string
