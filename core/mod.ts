@@ -24,11 +24,11 @@ export { createStreamTelemetry } from './telemetry/stream-telemetry.ts'
 export type { StreamTelemetry, StreamTelemetryOptions } from './telemetry/stream-telemetry.ts'
 export type {
   AcquireEvent,
+  CallErrorEvent,
   CallKind,
   CallOutcome,
   DisconnectEvent,
   EndEvent,
-  ErrorEvent,
   FirstChunkEvent,
   RetryEvent,
   StartEvent,

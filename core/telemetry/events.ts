@@ -52,8 +52,8 @@ export interface FirstChunkEvent extends BaseEvent {
   sinceStartMs: number
 }
 
-/** The call failed: rejected before any byte, or ended with an SSE error event. */
-export interface ErrorEvent extends BaseEvent {
+/** The call failed: rejected before any byte, or ended with an SSE error event. (Not named ErrorEvent: DOM has one.) */
+export interface CallErrorEvent extends BaseEvent {
   type: 'error'
   /** Error code (`ERR_QUEUE_TIMEOUT`, `ERR_IDLE_TIMEOUT`, …) or `internal_error` for anything else. */
   code: string
@@ -86,7 +86,7 @@ export interface EndEvent extends BaseEvent {
   bytes: number
 }
 
-export type StreamEvent = StartEvent | AcquireEvent | RetryEvent | FirstChunkEvent | ErrorEvent | DisconnectEvent | EndEvent
+export type StreamEvent = StartEvent | AcquireEvent | RetryEvent | FirstChunkEvent | CallErrorEvent | DisconnectEvent | EndEvent
 
 /** The nanoevents map: one name per event type, plus `event` for all of them. */
 export interface StreamEvents {
@@ -94,7 +94,7 @@ export interface StreamEvents {
   acquire: (event: AcquireEvent) => void
   retry: (event: RetryEvent) => void
   firstChunk: (event: FirstChunkEvent) => void
-  error: (event: ErrorEvent) => void
+  error: (event: CallErrorEvent) => void
   disconnect: (event: DisconnectEvent) => void
   end: (event: EndEvent) => void
   event: (event: StreamEvent) => void
