@@ -27,8 +27,9 @@ export interface ServeOptions {
   hostname?: string
   /**
    * Told about errors that reach the adapter: a handler that throws or rejects (the client gets a 500 JSON
-   * error) and a response body that errors mid-stream (the client gets a truncated response). Default
-   * `console.error`. Errors caused by the client leaving are not reported.
+   * error) and, on Node and Deno, a response body that errors mid-stream (the client gets a truncated response;
+   * Bun offers no hook for that and logs it itself). Default `console.error`. Errors caused by the client
+   * leaving are not reported.
    */
   onError?: (error: unknown) => void
 }

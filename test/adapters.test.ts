@@ -2,10 +2,13 @@
  * The adapter contract, held by sluice/node, sluice/bun and sluice/deno in real runtime processes
  * (test/fixtures/adapter-server.ts). Times are compared across processes on the epoch-ms clock of core/clock.ts.
  */
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { describe, expect, test } from 'vitest'
 import { INTERNAL_ERROR_BODY } from '../core/server.ts'
 import { CONTRACT_TARGETS, newConnectionOutcome, rawRequest, startFixture, useFixture } from './_contract.ts'
 import type { ContractTarget, Fixture } from './_contract.ts'
+import { runScenario } from './_runtimes.ts'
 
 const FIXTURE = 'test/fixtures/adapter-server.ts'
 /** How soon after the client closes the body's cancel() (or the signal) must run. Measured: 1–7 ms. */
@@ -15,6 +18,7 @@ const CLOCK_SLACK_MS = 2
 /** A stalled reader may hold about 4–15 MiB in socket and runtime buffers (runtimes.md §2, §4). */
 const STALLED_READER_BOUND_BYTES = 32 * 1024 * 1024
 const HANDLER_ERROR = 'adapter-server: this handler throws on purpose'
+const BODY_ERROR = 'adapter-server: this body errors on purpose'
 
 interface StreamStats {
   startedAt?: number
@@ -214,9 +218,40 @@ describe.each(CONTRACT_TARGETS)('adapter contract on $name', (target: ContractTa
     expect(await next.text()).toBe('ok')
   })
 
+  test('a body that errors mid-stream cuts the response: the client sees no clean end', async () => {
+    const connection = await rawRequest(fixture().url, `/broken?id=${newId('broken')}`)
+    await connection.closed
+    const text = connection.text()
+    expect(text).toContain('data: {"i":0}')
+    // A chunked body ends with a zero-length chunk: its absence is how a client tells a cut from an end.
+    expect(text).not.toMatch(/\r\n0\r\n\r\n$/)
+    expect(await (await fetch(`${fixture().url}/ok`)).text()).toBe('ok')
+  })
+
   // Runs after the tests above (vitest runs a file's tests in order): all their disconnects were not errors.
-  test('onError saw the handler error and nothing from client disconnects', async () => {
-    expect((await stats(fixture(), 'none')).errors).toEqual([HANDLER_ERROR])
+  test('onError saw the handler and body errors, and nothing from client disconnects', async () => {
+    const { errors } = await stats(fixture(), 'none')
+    // Bun gives no hook for a body error once the response is on the wire: Bun logs it itself.
+    expect(errors).toEqual(target.runtime === 'bun' ? [HANDLER_ERROR] : [HANDLER_ERROR, BODY_ERROR])
+  })
+
+  test('a taken port rejects ready() (serve() does not throw) and close() still resolves', async () => {
+    const holder = createServer()
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve))
+    try {
+      const { port } = holder.address() as AddressInfo
+      const { verdict } = await runScenario(target.runtime, 'test/fixtures/adapter-bind-conflict.ts', {
+        env: { PORT: String(port) },
+        runtimeFlags: target.runtimeFlags,
+      })
+      expect(verdict).toEqual({
+        ready: expect.stringMatching(/^rejected (EADDRINUSE|AddrInUse)$/),
+        closed: true,
+        badOption: 'RangeError: Expected `port` to be an integer from 0 to 65535, got `65536` (number)',
+      })
+    } finally {
+      holder.close()
+    }
   })
 
   test('close() lets an in-flight stream finish, refuses new connections, then resolves', async () => {

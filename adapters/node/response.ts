@@ -6,9 +6,6 @@
  */
 import type { ServerResponse } from 'node:http'
 
-/** Statuses that never carry a body (RFC 9110 §6.4.1). */
-const NO_BODY_STATUSES = new Set([101, 204, 205, 304])
-
 /**
  * Writes `response` to `res`. `gone` is the request's disconnect signal (aborted when `res` closes before it
  * finished): once it aborts, the body is cancelled and nothing more is written. An error from the body after the
@@ -37,7 +34,8 @@ export async function sendResponse(
     res.destroy()
     return
   }
-  if (body === null || method === 'HEAD' || NO_BODY_STATUSES.has(response.status)) {
+  // A 204/304 Response has a null body by construction (Fetch "null body status"); HEAD must not send one.
+  if (body === null || method === 'HEAD') {
     void body?.cancel().catch(noop)
     res.end()
     return
@@ -83,11 +81,22 @@ async function pump(
   } catch (error) {
     if (gone.aborted) return
     onError(error)
-    // Without an error argument: the socket's error would be re-reported as a 'clientError'.
-    res.destroy()
+    cut(res)
   } finally {
     gone.removeEventListener('abort', cancel)
   }
+}
+
+/**
+ * Ends the connection without ending the response: the chunked body gets no terminating chunk, which is how the
+ * client tells a cut from a clean end. What was written before goes out first (`destroySoon`: end, then destroy
+ * once flushed), unless the client is not reading, when it could never arrive anyway.
+ */
+function cut(res: ServerResponse): void {
+  const socket = res.socket
+  // Without an error argument: the socket's error would be re-reported as a 'clientError'.
+  if (socket === null || res.writableNeedDrain) res.destroy()
+  else socket.destroySoon()
 }
 
 /** Resolves on 'drain', or when the client is gone (then 'drain' never comes). */

@@ -45,6 +45,8 @@ export interface NodeServeOptions extends ServeOptions {
  */
 const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000
 
+const BAD_REQUEST_BODY = '{"error":{"message":"Bad Request","type":"invalid_request_error"}}'
+
 /** Starts a `node:http` server for `handler`. Throws on invalid options; a bind failure rejects `ready()`. */
 export const serve: Serve<NodeServeOptions> = (handler, options) => new NodeServer(handler, options)
 
@@ -155,8 +157,8 @@ export class NodeServer implements Server {
       request = toRequest(req, gone, this.#fallbackOrigin)
     } catch {
       // A Host or header value that Node accepts but the Fetch API does not.
-      res.writeHead(400, { 'content-type': 'application/json' })
-      res.end('{"error":{"message":"Bad Request","type":"invalid_request_error"}}')
+      res.writeHead(400, { 'content-type': 'application/json', 'content-length': BAD_REQUEST_BODY.length })
+      res.end(BAD_REQUEST_BODY)
       return
     }
     const response = await respondSafely(this.#handler, request, this.#onError)
