@@ -98,4 +98,27 @@ describe('metrics', () => {
     expect((value(metrics, 'stream_duration_seconds', { kind: 'buffered', outcome: 'completed' }) as Histogram).count).toBe(1)
     expect(points(metrics, 'chunks_per_stream')).toHaveLength(0)
   })
+
+  test('events are plain data: a bare sink can ship them (structured clone) to a telemetry elsewhere', async () => {
+    // What a worker pool does: the client in the worker gets a sink, the main thread records the copies.
+    const main = createStreamTelemetry({ meter: provider.getMeter('sluice') })
+    const shipped: unknown[] = []
+    const local: string[] = []
+    const client = harness.client({
+      telemetry: (event) => {
+        const copy = structuredClone(event)
+        shipped.push(copy)
+        main.record(copy)
+      },
+    })
+    const off = client.events.on('event', (event) => local.push(event.type))
+    await readSse(await client.stream(harness.request({ id: 'm-shipped', chunks: 5, fail: 500, failTimes: 1 })))
+    off()
+    expect(main.active).toBe(0)
+    expect(local).toEqual(['start', 'acquire', 'retry', 'acquire', 'firstChunk', 'end'])
+    expect(shipped).toHaveLength(6)
+    const metrics = await collect()
+    expect(value(metrics, 'retries_total', { kind: 'stream', reason: 'upstream_status' })).toBe(1)
+    expect((value(metrics, 'chunks_per_stream', { kind: 'stream' }) as Histogram).sum).toBe(7)
+  })
 })

@@ -66,10 +66,13 @@ export function useHarness(): Harness {
       return semaphore!
     },
     client(options = {}) {
-      const telemetry = options.telemetry && typeof options.telemetry === 'object' ? options.telemetry : createStreamTelemetry()
+      const given = options.telemetry
+      const telemetry = given && typeof given === 'object' ? given : createStreamTelemetry()
       const log: StreamEvent[] = []
       telemetry.events.on('event', (event) => log.push(event))
-      const client = createUpstreamClient({ semaphore: semaphore!, retry: { baseDelayMs: 10, maxDelayMs: 50 }, ...options, telemetry })
+      // A bare sink stays a bare sink (the worker-pool shape); the harness listens in through its own telemetry.
+      const sink = typeof given === 'function' ? (event: StreamEvent) => (given(event), telemetry.record(event)) : telemetry
+      const client = createUpstreamClient({ semaphore: semaphore!, retry: { baseDelayMs: 10, maxDelayMs: 50 }, ...options, telemetry: sink })
       const testClient: TestClient = {
         stream: (request, callOptions) => client.stream(request, callOptions),
         complete: (request, callOptions) => client.complete(request, callOptions),
