@@ -4,6 +4,7 @@
  */
 export { SluiceError, TimeoutError } from './errors.ts'
 export type { SluiceErrorCode } from './errors.ts'
+export type { CloseOptions, FetchHandler, Serve, ServeOptions, Server, ServerAddress, ServerRuntime } from './server.ts'
 export { createUpstreamClient } from './upstream/client.ts'
 export type { UpstreamClient } from './upstream/client.ts'
 export type { UpstreamClientOptions } from './upstream/options.ts'
