@@ -1,0 +1,129 @@
+/**
+ * The `sluice` binary: the gateway on the Node adapter, configured by flags/env (./cli-options.ts), with an
+ * embedded demo upstream when no `--upstream` is given, Prometheus `/metrics`, a JSON access log line per call,
+ * and a graceful drain on SIGTERM/SIGINT.
+ */
+import { readFileSync } from 'node:fs'
+import { createDemoUpstream } from '../../core/demo-upstream.ts'
+import { createGateway } from '../../core/gateway/gateway.ts'
+import type { StreamRunner } from '../../core/gateway/runner.ts'
+import { createPrometheusMetrics } from '../../core/metrics/prometheus.ts'
+import { SharedRateLimiter } from '../../core/rate-limiter.ts'
+import { SharedSemaphore } from '../../core/semaphore.ts'
+import { createStreamTelemetry } from '../../core/telemetry/stream-telemetry.ts'
+import { createUpstreamClient } from '../../core/upstream/client.ts'
+import { createAccessLog } from './access-log.ts'
+import { CliUsageError, helpText, parseCli, type CliConfig } from './cli-options.ts'
+import { serve } from './server.ts'
+
+/** The upstream base URL used for the embedded demo model; never resolved (its fetch is in-process). */
+export const DEMO_UPSTREAM_URL = 'http://demo-upstream.sluice.invalid/v1'
+
+export async function main(argv: readonly string[]): Promise<void> {
+  let command
+  try {
+    command = parseCli(argv, process.env)
+  } catch (error) {
+    if (!(error instanceof CliUsageError)) throw error
+    process.stderr.write(`sluice: ${error.message}\n`)
+    process.exit(2)
+  }
+  if (command.kind === 'help') return void process.stdout.write(`${helpText()}\n`)
+  if (command.kind === 'version') return void process.stdout.write(`sluice ${version()}\n`)
+  await run(command.config)
+}
+
+async function run(config: CliConfig): Promise<void> {
+  const prometheus = createPrometheusMetrics()
+  const semaphore = new SharedSemaphore({ capacity: config.concurrency })
+  const rateLimiter = config.rate ? new SharedRateLimiter(config.rate) : undefined
+  const telemetry = createStreamTelemetry({ meter: prometheus.meter, permits: { upstream: semaphore } })
+  telemetry.events.on('event', createAccessLog((line) => process.stdout.write(`${line}\n`)))
+
+  const runner: StreamRunner = await createRunner(config, { semaphore, rateLimiter, telemetry })
+  const gateway = createGateway({
+    upstreamUrl: config.upstream ?? DEMO_UPSTREAM_URL,
+    ...(config.upstreamKey ? { upstreamKey: config.upstreamKey } : {}),
+    runner,
+    bodyLimitBytes: config.bodyLimitBytes,
+    gatewayKeys: config.gatewayKeys,
+    metrics: prometheus,
+  })
+  const server = serve(gateway.fetch, { port: config.port, hostname: config.host })
+  let address
+  try {
+    address = await server.ready()
+  } catch (error) {
+    process.stderr.write(`sluice: cannot listen on ${config.host}:${config.port}: ${(error as Error).message}\n`)
+    process.exit(1)
+  }
+  process.stdout.write(banner(config, address.url))
+
+  let stopping = false
+  const stop = async (signal: NodeJS.Signals): Promise<void> => {
+    if (stopping) {
+      process.stderr.write(`sluice: ${signal} again, exiting now\n`)
+      process.exit(1)
+    }
+    stopping = true
+    process.stderr.write(`sluice: ${signal}: draining (up to ${config.drainTimeoutMs} ms for ${runner.active} active)\n`)
+    gateway.drain()
+    // New connections are refused at once; live streams get until the drain deadline, then an error event.
+    const serverClosed = server.close({ timeoutMs: config.drainTimeoutMs + 2_000 })
+    await gateway.close({ timeoutMs: config.drainTimeoutMs })
+    await serverClosed
+    await prometheus.shutdown()
+    process.stderr.write('sluice: drained, bye\n')
+    process.exit(0)
+  }
+  process.on('SIGTERM', (signal) => void stop(signal))
+  process.on('SIGINT', (signal) => void stop(signal))
+}
+
+async function createRunner(
+  config: CliConfig,
+  limits: { semaphore: SharedSemaphore; rateLimiter: SharedRateLimiter | undefined; telemetry: ReturnType<typeof createStreamTelemetry> },
+): Promise<StreamRunner> {
+  if (config.workers > 0) {
+    throw new CliUsageError(`Invalid --workers \`${config.workers}\`: the worker pool is not available in this build`)
+  }
+  return createUpstreamClient({
+    semaphore: limits.semaphore,
+    ...(limits.rateLimiter ? { rateLimiter: limits.rateLimiter } : {}),
+    streamWeight: config.streamWeight,
+    bufferedWeight: config.bufferedWeight,
+    queueTimeoutMs: config.queueTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    retry: { maxAttempts: config.retries + 1 },
+    telemetry: limits.telemetry,
+    ...(config.upstream ? {} : { fetch: createDemoUpstream() as typeof fetch }),
+  })
+}
+
+function banner(config: CliConfig, url: string): string {
+  const upstream = config.upstream ?? 'embedded demo model (no network; pass --upstream URL for a real API)'
+  const auth = config.gatewayKeys.length > 0 ? " -H 'authorization: Bearer <one of your --gateway-keys>'" : ''
+  const body = JSON.stringify({ model: 'demo', stream: true, messages: [{ role: 'user', content: 'Hello, sluice!' }] })
+  return [
+    `sluice ${version()} listening on ${url}`,
+    `  upstream:    ${upstream}`,
+    `  concurrency: ${config.concurrency} permits (stream weight ${config.streamWeight}, buffered ${config.bufferedWeight})` +
+      `, workers: ${config.workers === 0 ? 'in-process' : config.workers}`,
+    `  timeouts:    queue ${config.queueTimeoutMs} ms, idle ${config.idleTimeoutMs} ms, drain ${config.drainTimeoutMs} ms`,
+    `  metrics:     ${url}/metrics   health: ${url}/healthz`,
+    '',
+    'Try it:',
+    `  curl -N ${url}/v1/chat/completions -H 'content-type: application/json'${auth} -d '${body}'`,
+    '',
+  ].join('\n')
+}
+
+function version(): string {
+  // dist/adapters/node/cli.js and adapters/node/cli.ts are both three levels below package.json.
+  for (const path of ['../../../package.json', '../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(path, import.meta.url), 'utf8')) as { version: string }).version
+    } catch {}
+  }
+  return 'unknown'
+}
