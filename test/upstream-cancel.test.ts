@@ -118,9 +118,10 @@ describe('queue timeout', () => {
   })
 
   test('a stream that waited most of its budget in the queue still streams past it', async () => {
-    const client = harness.client({ queueTimeoutMs: 300, streamWeight: harness.semaphore.capacity })
-    const first = await client.stream(harness.request({ id: 'first', chunks: 3, delay: 50 }))
-    const second = client.stream(harness.request({ id: 'second', chunks: 8, delay: 60 }))
+    const client = harness.client({ queueTimeoutMs: 800, streamWeight: harness.semaphore.capacity })
+    // The second call queues ~300 ms behind the first, then streams for ~900 ms: beyond its 800 ms budget.
+    const first = await client.stream(harness.request({ id: 'first', chunks: 5, delay: 50 }))
+    const second = client.stream(harness.request({ id: 'second', chunks: 14, delay: 60 }))
     await readSse(first)
     const read = await readSse(await second)
     expect(read.error).toBeUndefined()
@@ -130,7 +131,7 @@ describe('queue timeout', () => {
 
 describe('weights', () => {
   test('streams and buffered calls share one semaphore with their own weights', async () => {
-    const client = harness.client({ streamWeight: 4, bufferedWeight: 2, queueTimeoutMs: 150 })
+    const client = harness.client({ streamWeight: 4, bufferedWeight: 2, queueTimeoutMs: 500 })
     const controller = new AbortController()
     const response = await client.stream(harness.request({ id: 'weighted', chunks: 3, stallAfter: 1 }), { signal: controller.signal })
     expect(harness.semaphore.available).toBe(harness.semaphore.capacity - 4)

@@ -67,11 +67,11 @@ describe('metrics', () => {
 
   test('errors by type and client disconnects are counted', async () => {
     const telemetry = createStreamTelemetry({ meter: provider.getMeter('sluice') })
-    const client = harness.client({ telemetry, idleTimeoutMs: 100, queueTimeoutMs: 100 })
+    const client = harness.client({ telemetry, idleTimeoutMs: 100 })
     await readSse(await client.stream(harness.request({ id: 'm-idle', chunks: 3, stallAfter: 1 })))
     await readSse(await client.stream(harness.request({ id: 'm-trunc', chunks: 3, noDone: true })))
     const holder = await harness.semaphore.acquire(harness.semaphore.capacity)
-    await client.stream(harness.request({ id: 'm-queue' })).catch(() => {})
+    await harness.client({ telemetry, queueTimeoutMs: 100 }).stream(harness.request({ id: 'm-queue' })).catch(() => {})
     holder.release()
     const controller = new AbortController()
     const response = await client.stream(harness.request({ id: 'm-gone', chunks: 3, stallAfter: 1, stallMs: 5_000 }), { signal: controller.signal })

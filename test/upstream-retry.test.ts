@@ -132,7 +132,7 @@ describe('retries before the first byte', () => {
 
   test('the rate limiter is charged once per attempt', async () => {
     const rateLimiter = new SharedRateLimiter({ rate: 3, per: 60_000 })
-    const client = harness.client({ rateLimiter, queueTimeoutMs: 300, retry: { baseDelayMs: 1, maxDelayMs: 2 } })
+    const client = harness.client({ rateLimiter, queueTimeoutMs: 2_000, retry: { baseDelayMs: 1, maxDelayMs: 2 } })
     await readSse(await client.stream(harness.request({ id: 'charged', fail: 503, failTimes: 2 })))
     // Three attempts spent the three tokens; the next call cannot get one within its queue budget.
     const error = await client.stream(harness.request({ id: 'starved' })).catch((e: unknown) => e)

@@ -71,10 +71,13 @@ describe('stream()', () => {
   })
 
   test('idle timeout is reset by every chunk: a slow but steady upstream is never cut', async () => {
-    const client = harness.client({ idleTimeoutMs: 120 })
-    const read = await readSse(await client.stream(harness.request({ id: 'steady', chunks: 10, delay: 60 })))
+    // Gaps of 50 ms against an idle timeout of 400 ms (room for a loaded machine), 650 ms in total.
+    const client = harness.client({ idleTimeoutMs: 400 })
+    const started = performance.now()
+    const read = await readSse(await client.stream(harness.request({ id: 'steady', chunks: 12, delay: 50 })))
+    expect(performance.now() - started).toBeGreaterThan(600)
     expect(errorOf(read.events)).toBeUndefined()
-    expect(contentOf(read.events)).toBe(expectedContent(10))
+    expect(contentOf(read.events)).toBe(expectedContent(12))
   })
 
   test('idle timeout only runs while waiting on the upstream: a client that stops reading does not trip it', async () => {
