@@ -9,6 +9,7 @@ export type SluiceErrorCode =
   | 'ERR_TIMEOUT'
   | 'ERR_QUEUE_TIMEOUT'
   | 'ERR_IDLE_TIMEOUT'
+  | 'ERR_RATE_LIMIT_TIMEOUT'
   | 'ERR_UPSTREAM'
   | 'ERR_UPSTREAM_CONNECT'
   | 'ERR_UPSTREAM_STATUS'
@@ -33,5 +34,17 @@ export class TimeoutError extends SluiceError {
   constructor(message: string, timeoutMs: number, code: SluiceErrorCode = 'ERR_TIMEOUT') {
     super(code, message)
     this.timeoutMs = timeoutMs
+  }
+}
+
+/**
+ * A rate limiter's wait would exceed the caller's `timeoutMs`: decided when the wait is computed, not after
+ * sleeping. `retryAfterMs` is the wait the bucket computed (a `Retry-After` for a 429).
+ */
+export class RateLimitTimeoutError extends TimeoutError {
+  readonly retryAfterMs: number
+  constructor(message: string, timeoutMs: number, retryAfterMs: number) {
+    super(message, timeoutMs, 'ERR_RATE_LIMIT_TIMEOUT')
+    this.retryAfterMs = retryAfterMs
   }
 }

@@ -4,6 +4,9 @@
  */
 export { SluiceError, TimeoutError } from './errors.ts'
 export type { SluiceErrorCode } from './errors.ts'
+export { RateLimitTimeoutError } from './errors.ts'
+export { SharedRateLimiter } from './rate-limiter.ts'
+export type { RateLimiterAcquireOptions, SharedRateLimiterHandle, SharedRateLimiterOptions } from './rate-limiter.ts'
 export type { CloseOptions, FetchHandler, Serve, ServeOptions, Server, ServerAddress, ServerRuntime } from './server.ts'
 export { createUpstreamClient } from './upstream/client.ts'
 export type { UpstreamClient } from './upstream/client.ts'
