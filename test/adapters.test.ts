@@ -289,8 +289,12 @@ describe.each(CONTRACT_TARGETS)('adapter contract on $name', (target: ContractTa
       const closedLine = await own.waitForLine(/^CLOSED /)
       const closed = JSON.parse(closedLine.slice('CLOSED '.length)) as { startedAt: number; at: number }
       expect(closed.at - closed.startedAt).toBeGreaterThanOrEqual(300 - CLOCK_SLACK_MS)
-      const cancel = own.lines.find((line) => line.includes(`"id":"${id}","event":"cancel"`))
-      expect(cancel, own.lines.join('\n')).toBeDefined()
+      // By the time close() resolved, the cut stream's body was cancelled and its handler's signal aborted.
+      for (const event of ['cancel', 'signal-abort']) {
+        const line = own.lines.find((l) => l.startsWith('EVENT ') && l.includes(`"id":"${id}","event":"${event}"`))
+        expect(line, `${event} missing before CLOSED:\n${own.lines.join('\n')}`).toBeDefined()
+        expect(own.lines.indexOf(line!)).toBeLessThan(own.lines.indexOf(closedLine))
+      }
       await connection.closed
       // Truncated: the chunked body never got its terminating zero-length chunk.
       expect(connection.text()).not.toMatch(/\r\n0\r\n\r\n$/)
