@@ -16,8 +16,6 @@ export interface DenoNetAddr {
 export interface DenoServeConfig {
   port: number
   hostname: string
-  /** Aborting it closes the server and every connection at once (a non-graceful shutdown). */
-  signal?: AbortSignal
   onListen?(address: DenoNetAddr): void
   /** Called for a throwing handler and for a response body that errors mid-stream (denoland/deno#19867). */
   onError?(error: unknown): Response | Promise<Response>
@@ -36,8 +34,6 @@ export type DenoServeHandler = (request: Request, info: DenoServeHandlerInfo) =>
 
 /** What `Deno.serve()` returns. */
 export interface DenoHttpServer {
-  /** Resolves when the server has closed. */
-  readonly finished: Promise<void>
   /** Stops accepting, lets in-flight requests finish; resolves when done. */
   shutdown(): Promise<void>
 }

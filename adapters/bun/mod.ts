@@ -6,6 +6,10 @@
  * backpressure since 1.4 (oven-sh/bun#32469; 1.3 buffered without bound). What it needs is its idle timeout kept
  * off responses (see `BunServeOptions.idleTimeout`).
  *
+ * Known gap (Bun 1.4.5, oven-sh/bun#33660 open): Bun sends the end of a streaming response's head (Date,
+ * Transfer-Encoding, the blank line) only with the first body chunk, so a client's `fetch()` resolves at the
+ * first event, not when the handler returns. Start event streams with a chunk (an SSE comment) to send it early.
+ *
  * @example
  * ```ts
  * import { serve } from 'sluice/bun'
