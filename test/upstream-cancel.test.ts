@@ -26,7 +26,9 @@ describe('cancellation', () => {
     const delay = await fastestOf(3, async (round) => {
       const id = `cancel-stalled-${round}`
       const controller = new AbortController()
-      const response = await client.stream(harness.request({ id, chunks: 5, stallAfter: 1 }), { signal: controller.signal })
+      const response = await client.stream(harness.request({ id, chunks: 5, stallAfter: 1 }), {
+        signal: controller.signal,
+      })
       const reader = response.body!.getReader()
       await reader.read()
       // The forwarder is now blocked in a read of the stalled upstream.
@@ -111,7 +113,9 @@ describe('queue timeout', () => {
   test('covers the wait for response headers, and aborts that request', async () => {
     const client = harness.client({ queueTimeoutMs: 150 })
     const started = performance.now()
-    const error = await client.stream(harness.request({ id: 'slow-headers', headerDelay: 3_000 })).catch((e: unknown) => e)
+    const error = await client.stream(harness.request({ id: 'slow-headers', headerDelay: 3_000 })).catch((e: unknown) =>
+      e
+    )
     expect(performance.now() - started).toBeLessThan(400)
     expect(error).toBeInstanceOf(QueueTimeoutError)
     expect((await harness.upstream.waitForClosed('slow-headers')).outcome).toBe('aborted')
@@ -133,7 +137,9 @@ describe('weights', () => {
   test('streams and buffered calls share one semaphore with their own weights', async () => {
     const client = harness.client({ streamWeight: 4, bufferedWeight: 2, queueTimeoutMs: 500 })
     const controller = new AbortController()
-    const response = await client.stream(harness.request({ id: 'weighted', chunks: 3, stallAfter: 1 }), { signal: controller.signal })
+    const response = await client.stream(harness.request({ id: 'weighted', chunks: 3, stallAfter: 1 }), {
+      signal: controller.signal,
+    })
     expect(harness.semaphore.available).toBe(harness.semaphore.capacity - 4)
     // 2 left: a buffered call (weight 2) fits, a second stream (weight 4) does not.
     expect((await client.complete(harness.request({ id: 'weighted-buffered' }, false))).status).toBe(200)

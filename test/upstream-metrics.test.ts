@@ -1,6 +1,13 @@
 // Metrics through a real OpenTelemetry SDK MeterProvider with an in-memory (pull) reader: the values recorded
 // for completed, retried, failed and abandoned streams.
-import { AggregationTemporality, MeterProvider, MetricReader, type DataPoint, type Histogram, type MetricData } from '@opentelemetry/sdk-metrics'
+import {
+  AggregationTemporality,
+  type DataPoint,
+  type Histogram,
+  MeterProvider,
+  type MetricData,
+  MetricReader,
+} from '@opentelemetry/sdk-metrics'
 import { beforeEach, describe, expect, test } from 'vitest'
 import { createStreamTelemetry } from '../core/telemetry/stream-telemetry.ts'
 import { readSse, useHarness } from './upstream/harness.ts'
@@ -24,7 +31,9 @@ beforeEach(() => {
 
 async function collect(): Promise<Map<string, MetricData>> {
   const { resourceMetrics } = await reader.collect()
-  return new Map(resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).map((metric) => [metric.descriptor.name, metric]))
+  return new Map(
+    resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).map((metric) => [metric.descriptor.name, metric]),
+  )
 }
 
 function points(metrics: Map<string, MetricData>, name: string): DataPoint<unknown>[] {
@@ -32,13 +41,18 @@ function points(metrics: Map<string, MetricData>, name: string): DataPoint<unkno
 }
 
 function value(metrics: Map<string, MetricData>, name: string, attributes: Record<string, string>): unknown {
-  const point = points(metrics, name).find((p) => Object.entries(attributes).every(([key, v]) => p.attributes[key] === v))
+  const point = points(metrics, name).find((p) =>
+    Object.entries(attributes).every(([key, v]) => p.attributes[key] === v)
+  )
   return point?.value
 }
 
 describe('metrics', () => {
   test('a completed, retried stream records duration, time to first chunk, chunks, retries, queue waits', async () => {
-    const telemetry = createStreamTelemetry({ meter: provider.getMeter('sluice'), permits: { shared: harness.semaphore } })
+    const telemetry = createStreamTelemetry({
+      meter: provider.getMeter('sluice'),
+      permits: { shared: harness.semaphore },
+    })
     const client = harness.client({ telemetry, streamWeight: 2 })
     const response = await client.stream(harness.request({ id: 'm-ok', chunks: 12, ttft: 30, fail: 503, failTimes: 1 }))
     const during = await collect()
@@ -74,7 +88,9 @@ describe('metrics', () => {
     await harness.client({ telemetry, queueTimeoutMs: 100 }).stream(harness.request({ id: 'm-queue' })).catch(() => {})
     holder.release()
     const controller = new AbortController()
-    const response = await client.stream(harness.request({ id: 'm-gone', chunks: 3, stallAfter: 1, stallMs: 5_000 }), { signal: controller.signal })
+    const response = await client.stream(harness.request({ id: 'm-gone', chunks: 3, stallAfter: 1, stallMs: 5_000 }), {
+      signal: controller.signal,
+    })
     const body = response.body!.getReader()
     await body.read()
     controller.abort()
@@ -85,7 +101,9 @@ describe('metrics', () => {
     expect(value(metrics, 'stream_errors_total', { kind: 'stream', type: 'queue_timeout' })).toBe(1)
     expect(value(metrics, 'client_disconnects_total', { kind: 'stream' })).toBe(1)
     expect(value(metrics, 'active_streams', { kind: 'stream' })).toBe(0)
-    const durations = points(metrics, 'stream_duration_seconds').map((p) => [p.attributes.outcome, (p.value as Histogram).count])
+    const durations = points(metrics, 'stream_duration_seconds').map((
+      p,
+    ) => [p.attributes.outcome, (p.value as Histogram).count])
     expect(Object.fromEntries(durations)).toEqual({ error: 3, disconnect: 1 })
   })
 
@@ -95,7 +113,8 @@ describe('metrics', () => {
     await client.complete(harness.request({ id: 'm-buffered' }, false))
     await client.idle()
     const metrics = await collect()
-    expect((value(metrics, 'stream_duration_seconds', { kind: 'buffered', outcome: 'completed' }) as Histogram).count).toBe(1)
+    expect((value(metrics, 'stream_duration_seconds', { kind: 'buffered', outcome: 'completed' }) as Histogram).count)
+      .toBe(1)
     expect(points(metrics, 'chunks_per_stream')).toHaveLength(0)
   })
 

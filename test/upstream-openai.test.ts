@@ -7,7 +7,7 @@ import { serve } from '../adapters/node/mod.ts'
 import type { Server } from '../core/server.ts'
 import type { UpstreamRequest } from '../core/upstream/types.ts'
 import { expectedContent, mockModel } from './upstream/behaviour.ts'
-import { API_KEY, useHarness, type TestClient } from './upstream/harness.ts'
+import { API_KEY, type TestClient, useHarness } from './upstream/harness.ts'
 
 const harness = useHarness()
 let server: Server
@@ -25,11 +25,15 @@ beforeAll(async () => {
       }
       const stream = (JSON.parse(text) as { stream?: boolean }).stream === true
       try {
-        return stream ? await client.stream(upstreamRequest, { signal: request.signal }) : await client.complete(upstreamRequest, { signal: request.signal })
+        return stream
+          ? await client.stream(upstreamRequest, { signal: request.signal })
+          : await client.complete(upstreamRequest, { signal: request.signal })
       } catch (error) {
         // What a gateway does with an error before the first byte: its status and an OpenAI error body.
         const { status, code, message } = error as { status?: number; code?: string; message: string }
-        return Response.json({ error: { message, type: 'server_error', code: code ?? null } }, { status: status ?? 500 })
+        return Response.json({ error: { message, type: 'server_error', code: code ?? null } }, {
+          status: status ?? 500,
+        })
       }
     },
     { port: 0, hostname: '127.0.0.1' },
@@ -40,7 +44,11 @@ beforeAll(async () => {
 afterAll(() => server.close())
 
 function chat(fields: Parameters<typeof mockModel>[0]) {
-  return openai.chat.completions.create({ model: mockModel(fields), stream: true, messages: [{ role: 'user', content: 'hi' }] })
+  return openai.chat.completions.create({
+    model: mockModel(fields),
+    stream: true,
+    messages: [{ role: 'user', content: 'hi' }],
+  })
 }
 
 describe('openai v6 client through the Node adapter', () => {
@@ -68,7 +76,9 @@ describe('openai v6 client through the Node adapter', () => {
     client = harness.client({ idleTimeoutMs: 150 })
     let content = ''
     const iterate = async (): Promise<void> => {
-      for await (const chunk of await chat({ id: `sdk-${name.replaceAll(' ', '-')}`, chunks: 5, ...fault })) content += chunk.choices[0]?.delta.content ?? ''
+      for await (const chunk of await chat({ id: `sdk-${name.replaceAll(' ', '-')}`, chunks: 5, ...fault })) {
+        content += chunk.choices[0]?.delta.content ?? ''
+      }
     }
     const error = await iterate().catch((e: unknown) => e)
     expect(error).toBeInstanceOf(OpenAI.APIError)
@@ -106,7 +116,10 @@ describe('openai v6 client through the Node adapter', () => {
 
   test('buffered completions work under the same limits', async () => {
     client = harness.client()
-    const completion = await openai.chat.completions.create({ model: mockModel({ id: 'sdk-buffered', chunks: 3 }), messages: [{ role: 'user', content: 'hi' }] })
+    const completion = await openai.chat.completions.create({
+      model: mockModel({ id: 'sdk-buffered', chunks: 3 }),
+      messages: [{ role: 'user', content: 'hi' }],
+    })
     expect(completion.choices[0]!.message.content).toBe(expectedContent(3))
   })
 })

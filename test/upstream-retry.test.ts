@@ -3,7 +3,12 @@
 import { createServer } from 'node:net'
 import { describe, expect, test } from 'vitest'
 import { SharedRateLimiter } from '../core/rate-limiter.ts'
-import { QueueTimeoutError, UpstreamConnectError, UpstreamStatusError, UpstreamTimeoutError } from '../core/upstream/errors.ts'
+import {
+  QueueTimeoutError,
+  UpstreamConnectError,
+  UpstreamStatusError,
+  UpstreamTimeoutError,
+} from '../core/upstream/errors.ts'
 import { expectedContent } from './upstream/behaviour.ts'
 import { contentOf, errorOf, readSse, useHarness } from './upstream/harness.ts'
 
@@ -48,7 +53,9 @@ describe('retries before the first byte', () => {
 
   test('retry-after-ms is honoured (within a band), not the jittered backoff', async () => {
     const client = harness.client({ retry: { baseDelayMs: 1, maxDelayMs: 1 } })
-    await readSse(await client.stream(harness.request({ id: 'retry-after-ms', fail: 429, failTimes: 1, retryAfterMs: 250 })))
+    await readSse(
+      await client.stream(harness.request({ id: 'retry-after-ms', fail: 429, failTimes: 1, retryAfterMs: 250 })),
+    )
     const [first, second] = harness.upstream.attempts('retry-after-ms')
     expect(second!.startedAt - first!.startedAt).toBeGreaterThanOrEqual(248)
     expect(second!.startedAt - first!.startedAt).toBeLessThan(450)
@@ -64,15 +71,19 @@ describe('retries before the first byte', () => {
 
   test('Retry-After is capped by maxRetryAfterMs', async () => {
     const client = harness.client({ retry: { maxRetryAfterMs: 100 }, queueTimeoutMs: 3_000 })
-    await readSse(await client.stream(harness.request({ id: 'retry-after-cap', fail: 503, failTimes: 1, retryAfter: 30 })))
+    await readSse(
+      await client.stream(harness.request({ id: 'retry-after-cap', fail: 503, failTimes: 1, retryAfter: 30 })),
+    )
     await client.idle()
     expect(client.log.find((event) => event.type === 'retry')).toMatchObject({ delayMs: 100 })
   })
 
-  test('the backoff is part of the queue budget: a Retry-After beyond it fails at once with the upstream status', async () => {
+  test('backoff counts against the queue budget: a Retry-After beyond it fails at once, upstream status', async () => {
     const client = harness.client({ queueTimeoutMs: 500, retry: { maxRetryAfterMs: 60_000 } })
     const started = performance.now()
-    const error = await client.stream(harness.request({ id: 'over-budget', fail: 503, retryAfter: 2 })).catch((e: unknown) => e)
+    const error = await client.stream(harness.request({ id: 'over-budget', fail: 503, retryAfter: 2 })).catch((
+      e: unknown,
+    ) => e)
     expect(performance.now() - started).toBeLessThan(400)
     expect(error).toBeInstanceOf(UpstreamStatusError)
     expect(error).toMatchObject({ status: 503, upstreamStatus: 503, retryAfterMs: 2_000, code: 'ERR_UPSTREAM_STATUS' })
@@ -86,7 +97,12 @@ describe('retries before the first byte', () => {
     expect((error as UpstreamStatusError).body).toContain('Mock failure 502')
     expect(harness.upstream.attempts('exhausted')).toHaveLength(3)
     await client.idle()
-    expect(client.log.at(-2)).toMatchObject({ type: 'error', code: 'ERR_UPSTREAM_STATUS', status: 502, afterFirstChunk: false })
+    expect(client.log.at(-2)).toMatchObject({
+      type: 'error',
+      code: 'ERR_UPSTREAM_STATUS',
+      status: 502,
+      afterFirstChunk: false,
+    })
     expect(client.log.at(-1)).toMatchObject({ type: 'end', outcome: 'error', status: 502, attempts: 3 })
   })
 
@@ -104,16 +120,23 @@ describe('retries before the first byte', () => {
   test('an unreachable upstream is retried, then rejects with UpstreamConnectError (502)', async () => {
     const client = harness.client({ retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } })
     const port = await closedPort()
-    const error = await client.stream({ url: `http://127.0.0.1:${port}/v1/chat/completions`, body: '{}' }).catch((e: unknown) => e)
+    const error = await client.stream({ url: `http://127.0.0.1:${port}/v1/chat/completions`, body: '{}' }).catch((
+      e: unknown,
+    ) => e)
     expect(error).toBeInstanceOf(UpstreamConnectError)
     expect(error).toMatchObject({ status: 502, code: 'ERR_UPSTREAM_CONNECT' })
     await client.idle()
-    expect(client.log.filter((event) => event.type === 'retry').map((event) => event.reason)).toEqual(['ERR_UPSTREAM_CONNECT', 'ERR_UPSTREAM_CONNECT'])
+    expect(client.log.filter((event) => event.type === 'retry').map((event) => event.reason)).toEqual([
+      'ERR_UPSTREAM_CONNECT',
+      'ERR_UPSTREAM_CONNECT',
+    ])
   })
 
   test('a connection lost after the headers but before any event is retried invisibly', async () => {
     const client = harness.client()
-    const read = await readSse(await client.stream(harness.request({ id: 'cut-before-body', chunks: 3, cutBeforeBody: 1 })))
+    const read = await readSse(
+      await client.stream(harness.request({ id: 'cut-before-body', chunks: 3, cutBeforeBody: 1 })),
+    )
     expect(read.error).toBeUndefined()
     expect(contentOf(read.events)).toBe(expectedContent(3))
     expect(harness.upstream.attempts('cut-before-body')).toHaveLength(2)
@@ -159,7 +182,9 @@ describe('complete() (buffered)', () => {
     const client = harness.client()
     const first = await client.complete(harness.request({ id: 'buffered-retry', fail: 503, failTimes: 1 }, false))
     expect(first.status).toBe(200)
-    const response = await client.complete(harness.request({ id: 'buffered-cut', cutAfter: 0 }, false)).catch((e: unknown) => e)
+    const response = await client.complete(harness.request({ id: 'buffered-cut', cutAfter: 0 }, false)).catch((
+      e: unknown,
+    ) => e)
     expect(response).toMatchObject({ code: 'ERR_UPSTREAM_TRUNCATED', status: 502 })
     expect(harness.upstream.attempts('buffered-cut')).toHaveLength(3)
     const passthrough = await client.complete(harness.request({ id: 'buffered-400', fail: 400 }, false))
@@ -169,7 +194,9 @@ describe('complete() (buffered)', () => {
   test('has a total timeout covering the body', async () => {
     const client = harness.client({ totalTimeoutMs: 200, queueTimeoutMs: 5_000 })
     const started = performance.now()
-    const error = await client.complete(harness.request({ id: 'buffered-slow', ttft: 2_000 }, false)).catch((e: unknown) => e)
+    const error = await client.complete(harness.request({ id: 'buffered-slow', ttft: 2_000 }, false)).catch((
+      e: unknown,
+    ) => e)
     expect(performance.now() - started).toBeGreaterThanOrEqual(195)
     expect(performance.now() - started).toBeLessThan(600)
     expect(error).toBeInstanceOf(UpstreamTimeoutError)

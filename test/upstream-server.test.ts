@@ -13,7 +13,10 @@ beforeAll(async () => {
 })
 afterAll(() => upstream.close())
 
-function post(model: string, { stream = true, key = 'sk-test', signal }: { stream?: boolean; key?: string; signal?: AbortSignal } = {}) {
+function post(
+  model: string,
+  { stream = true, key = 'sk-test', signal }: { stream?: boolean; key?: string; signal?: AbortSignal } = {},
+) {
   return fetch(`${upstream.url}/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
@@ -37,7 +40,9 @@ async function readEvents(response: Response): Promise<{ events: EventSourceMess
 function content(events: EventSourceMessage[]): string {
   return events
     .filter((event) => event.data !== '[DONE]')
-    .map((event) => (JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '')
+    .map((event) =>
+      (JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? ''
+    )
     .join('')
 }
 
@@ -55,7 +60,13 @@ describe('test upstream', () => {
     expect(events[6]!.data).toBe('[DONE]')
     expect(content(events)).toBe(expectedContent(4, 2))
     const record = await upstream.waitForClosed('happy')
-    expect(record).toMatchObject({ attempt: 1, status: 200, chunksWritten: 4, outcome: 'completed', authorization: 'Bearer sk-test' })
+    expect(record).toMatchObject({
+      attempt: 1,
+      status: 200,
+      chunksWritten: 4,
+      outcome: 'completed',
+      authorization: 'Bearer sk-test',
+    })
     expect(record.firstByteAt).toBeGreaterThanOrEqual(record.headersAt!)
   })
 
@@ -80,7 +91,10 @@ describe('test upstream', () => {
     const third = await post(model)
     expect(third.status).toBe(200)
     await readEvents(third)
-    expect(upstream.attempts('flaky').map((record) => [record.attempt, record.status])).toEqual([[1, 503], [2, 503], [3, 200]])
+    expect(upstream.attempts('flaky').map((record) => [record.attempt, record.status])).toEqual([[1, 503], [2, 503], [
+      3,
+      200,
+    ]])
     const dated = await post(mockModel({ id: 'dated', fail: 429, retryAfterDate: 2 }))
     expect(Date.parse(dated.headers.get('retry-after')!)).toBeGreaterThan(Date.now())
   })
@@ -92,7 +106,9 @@ describe('test upstream', () => {
   })
 
   test('cuts the connection after k chunks, optionally mid-event', async () => {
-    const { events, error } = await readEvents(await post(mockModel({ id: 'cut', chunks: 5, cutAfter: 2, midEvent: true })))
+    const { events, error } = await readEvents(
+      await post(mockModel({ id: 'cut', chunks: 5, cutAfter: 2, midEvent: true })),
+    )
     expect(error).toBeDefined()
     expect(content(events)).toBe(expectedContent(2))
     expect(await upstream.waitForClosed('cut')).toMatchObject({ outcome: 'aborted', chunksWritten: 2 })
@@ -136,7 +152,9 @@ describe('test upstream', () => {
 
   test('runs standalone and prints LISTENING <url>', async () => {
     const [command, ...args] = runtimeCommand('node', 'test/upstream/main.ts')
-    const child = spawn(command!, [...args, '--api-key', 'k', '--defaults', 'chunks=2'], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const child = spawn(command!, [...args, '--api-key', 'k', '--defaults', 'chunks=2'], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    })
     try {
       const url = await new Promise<string>((resolve, reject) => {
         let out = ''
@@ -153,7 +171,8 @@ describe('test upstream', () => {
         body: JSON.stringify({ model: 'mock?id=standalone', stream: false }),
       })
       expect(((await response.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens).toBe(2)
-      const records = (await (await fetch(`${new URL(url).origin}/__upstream/requests?id=standalone`)).json()) as unknown[]
+      const records =
+        (await (await fetch(`${new URL(url).origin}/__upstream/requests?id=standalone`)).json()) as unknown[]
       expect(records).toHaveLength(1)
     } finally {
       child.stdin.end()

@@ -38,7 +38,9 @@ describe('stream()', () => {
 
   test('forwards upstream chunks as they come: whole events, several per chunk, never split per event', async () => {
     const client = harness.client()
-    const read = await readSse(await client.stream(harness.request({ id: 'batched', chunks: 29, eventsPerWrite: 8, delay: 5 })))
+    const read = await readSse(
+      await client.stream(harness.request({ id: 'batched', chunks: 29, eventsPerWrite: 8, delay: 5 })),
+    )
     expect(contentOf(read.events)).toBe(expectedContent(29))
     // 32 events in writes of 8: four chunks arrive (TCP may merge some, never split an event).
     expect(read.chunks.length).toBeLessThanOrEqual(4)
@@ -67,7 +69,10 @@ describe('stream()', () => {
     expect(elapsed).toBeLessThan(1_000)
     expect((await harness.upstream.waitForClosed('idle')).outcome).toBe('aborted')
     await client.idle()
-    expect(client.log.find((event) => event.type === 'error')).toMatchObject({ code: 'ERR_IDLE_TIMEOUT', afterFirstChunk: true })
+    expect(client.log.find((event) => event.type === 'error')).toMatchObject({
+      code: 'ERR_IDLE_TIMEOUT',
+      afterFirstChunk: true,
+    })
   })
 
   test('idle timeout is reset by every chunk: a slow but steady upstream is never cut', async () => {
@@ -80,7 +85,7 @@ describe('stream()', () => {
     expect(contentOf(read.events)).toBe(expectedContent(12))
   })
 
-  test('idle timeout only runs while waiting on the upstream: a client that stops reading does not trip it', async () => {
+  test('idle timeout runs only while waiting on the upstream: a client not reading does not trip it', async () => {
     const client = harness.client({ idleTimeoutMs: 100 })
     // 30 writes 8 ms apart: the upstream takes ≥ 230 ms, all of it while the client is not reading.
     const response = await client.stream(harness.request({ id: 'slow-client', chunks: 28, delay: 8 }))
@@ -105,7 +110,9 @@ describe('stream()', () => {
 
   test('a connection cut mid-event: the partial event is never forwarded, an error event follows', async () => {
     const client = harness.client()
-    const read = await readSse(await client.stream(harness.request({ id: 'cut-mid', chunks: 6, cutAfter: 3, midEvent: true })))
+    const read = await readSse(
+      await client.stream(harness.request({ id: 'cut-mid', chunks: 6, cutAfter: 3, midEvent: true })),
+    )
     expect(contentOf(read.events)).toBe(expectedContent(3))
     expect(errorOf(read.events)).toMatchObject({ code: 'upstream_truncated' })
     // Every event but the error is a whole chat.completion.chunk: nothing of the half-written one leaked.
@@ -113,7 +120,7 @@ describe('stream()', () => {
     expect(read.text.split('\n\n').filter(Boolean)).toHaveLength(read.events.length)
   })
 
-  test('malformed data: earlier events of the same chunk are forwarded, then one error event, nothing after', async () => {
+  test('malformed data: earlier events of its chunk are forwarded, then one error event, nothing after', async () => {
     const client = harness.client()
     // Role + 2 contents + the malformed event + more, all in one write.
     const request = harness.request({ id: 'malformed', chunks: 5, malformedAfter: 2, eventsPerWrite: 20 })
@@ -127,9 +134,13 @@ describe('stream()', () => {
 
   test('a huge event is forwarded whole; one over maxEventBytes becomes an error event', async () => {
     const client = harness.client({ maxEventBytes: 1024 * 1024 })
-    const fits = await readSse(await client.stream(harness.request({ id: 'huge-ok', chunks: 2, hugeEvent: 512 * 1024 })))
+    const fits = await readSse(
+      await client.stream(harness.request({ id: 'huge-ok', chunks: 2, hugeEvent: 512 * 1024 })),
+    )
     expect(contentOf(fits.events)).toBe(expectedContent(2, 0, 512 * 1024))
-    const tooBig = await readSse(await client.stream(harness.request({ id: 'huge-bad', chunks: 2, hugeEvent: 2 * 1024 * 1024 })))
+    const tooBig = await readSse(
+      await client.stream(harness.request({ id: 'huge-bad', chunks: 2, hugeEvent: 2 * 1024 * 1024 })),
+    )
     expect(errorOf(tooBig.events)).toMatchObject({ code: 'upstream_malformed' })
     expect(tooBig.text.length).toBeLessThan(1024 * 1024)
   })
@@ -142,7 +153,9 @@ describe('stream()', () => {
     expect(contentOf(read.events)).toBe(expectedContent(3))
     expect(read.events.at(-1)!.data).toBe('[DONE]')
     // Each heartbeat sits between whole events.
-    for (const part of read.text.split('\n\n').filter(Boolean)) expect(part === ': keep-alive' || part.startsWith('data: ')).toBe(true)
+    for (const part of read.text.split('\n\n').filter(Boolean)) {
+      expect(part === ': keep-alive' || part.startsWith('data: ')).toBe(true)
+    }
   })
 
   test('an onEvent hook that throws ends the stream with an error event and leaks nothing', async () => {
@@ -154,14 +167,20 @@ describe('stream()', () => {
     })
     const read = await readSse(await client.stream(harness.request({ id: 'hook', chunks: 10, stallAfter: 5 })))
     expect(read.events).toHaveLength(2 + 1)
-    expect(errorOf(read.events)).toEqual({ message: 'Internal error while streaming', type: 'server_error', code: 'internal_error' })
+    expect(errorOf(read.events)).toEqual({
+      message: 'Internal error while streaming',
+      type: 'server_error',
+      code: 'internal_error',
+    })
     expect((await harness.upstream.waitForClosed('hook')).outcome).toBe('aborted')
   })
 
   test('a throwing lifecycle listener is reported and breaks nothing', async () => {
     const reported: string[] = []
     const { createStreamTelemetry } = await import('../core/telemetry/stream-telemetry.ts')
-    const telemetry = createStreamTelemetry({ onListenerError: (error, event) => reported.push(`${event.type}: ${(error as Error).message}`) })
+    const telemetry = createStreamTelemetry({
+      onListenerError: (error, event) => reported.push(`${event.type}: ${(error as Error).message}`),
+    })
     for (const type of ['start', 'firstChunk', 'end'] as const) {
       telemetry.events.on(type, () => {
         throw new Error(`listener of ${type}`)
@@ -177,13 +196,19 @@ describe('stream()', () => {
   test('a shutdown signal ends a live stream with an error event built from its reason', async () => {
     const client = harness.client()
     const shutdown = new AbortController()
-    const response = await client.stream(harness.request({ id: 'shutdown', chunks: 5, stallAfter: 2 }), { shutdownSignal: shutdown.signal })
+    const response = await client.stream(harness.request({ id: 'shutdown', chunks: 5, stallAfter: 2 }), {
+      shutdownSignal: shutdown.signal,
+    })
     const reader = response.body!.getReader()
     await reader.read()
     reader.releaseLock()
     shutdown.abort(Object.assign(new Error('The gateway shut down'), { code: 'server_shutdown', type: 'server_error' }))
     const read = await readSse(response)
-    expect(errorOf(read.events)).toEqual({ message: 'The gateway shut down', type: 'server_error', code: 'server_shutdown' })
+    expect(errorOf(read.events)).toEqual({
+      message: 'The gateway shut down',
+      type: 'server_error',
+      code: 'server_shutdown',
+    })
     expect((await harness.upstream.waitForClosed('shutdown')).outcome).toBe('aborted')
   })
 })

@@ -31,7 +31,10 @@ const line = fc.oneof(
 const sseEvent = fc.tuple(fc.array(fc.tuple(line, lineEnd), { minLength: 1, maxLength: 4 }), lineEnd).map(
   ([lines, end]) => lines.map(([text, terminator]) => text + terminator).join('') + end,
 )
-const stream = fc.tuple(fc.array(sseEvent, { maxLength: 8 }), fc.array(fc.tuple(line, lineEnd).map(([l, e]) => l + e), { maxLength: 2 }))
+const stream = fc.tuple(
+  fc.array(sseEvent, { maxLength: 8 }),
+  fc.array(fc.tuple(line, lineEnd).map(([l, e]) => l + e), { maxLength: 2 }),
+)
 
 describe('EventBoundaryScanner', () => {
   test('forwards exactly the complete events, whatever the chunking, and holds back only the unterminated tail', () => {
@@ -75,7 +78,9 @@ describe('EventBoundaryScanner', () => {
   test('an unterminated event larger than the limit throws UpstreamMalformedError', () => {
     const scanner = new EventBoundaryScanner(16)
     expect(scanner.push(encoder.encode('data: 0123456'))).toBeUndefined()
-    expect(() => scanner.push(encoder.encode('789abcdef'))).toThrow(expect.objectContaining({ code: 'ERR_UPSTREAM_MALFORMED' }))
+    expect(() => scanner.push(encoder.encode('789abcdef'))).toThrow(
+      expect.objectContaining({ code: 'ERR_UPSTREAM_MALFORMED' }),
+    )
   })
 })
 
@@ -93,12 +98,16 @@ describe('retry policy', () => {
 
   test('full jitter stays within [0, min(cap, base·2^(n−1))); Retry-After wins, capped', () => {
     fc.assert(
-      fc.property(fc.double({ min: 0, max: 0.999999, noNaN: true }), fc.integer({ min: 1, max: 12 }), (random, attempt) => {
-        const policy = resolveRetryPolicy({ baseDelayMs: 100, maxDelayMs: 3_000, random: () => random })
-        const delay = retryDelayMs(policy, attempt, undefined)
-        expect(delay).toBeGreaterThanOrEqual(0)
-        expect(delay).toBeLessThan(Math.min(3_000, 100 * 2 ** (attempt - 1)))
-      }),
+      fc.property(
+        fc.double({ min: 0, max: 0.999999, noNaN: true }),
+        fc.integer({ min: 1, max: 12 }),
+        (random, attempt) => {
+          const policy = resolveRetryPolicy({ baseDelayMs: 100, maxDelayMs: 3_000, random: () => random })
+          const delay = retryDelayMs(policy, attempt, undefined)
+          expect(delay).toBeGreaterThanOrEqual(0)
+          expect(delay).toBeLessThan(Math.min(3_000, 100 * 2 ** (attempt - 1)))
+        },
+      ),
     )
     const policy = resolveRetryPolicy({ maxRetryAfterMs: 5_000 })
     expect(retryDelayMs(policy, 1, 1_234)).toBe(1_234)
@@ -112,10 +121,22 @@ describe('options', () => {
     [{}, 'Expected `semaphore` to be an object with an acquire() method, got `undefined` (undefined)'],
     [{ semaphore, streamWeight: 0 }, 'Expected `streamWeight` to be a positive integer, got `0` (number)'],
     [{ semaphore, bufferedWeight: 1.5 }, 'Expected `bufferedWeight` to be a positive integer, got `1.5` (number)'],
-    [{ semaphore, queueTimeoutMs: -1 }, 'Expected `queueTimeoutMs` to be a finite number of milliseconds > 0, got `-1` (number)'],
-    [{ semaphore, idleTimeoutMs: Number.POSITIVE_INFINITY }, 'Expected `idleTimeoutMs` to be a finite number of milliseconds ≥ 0, got `Infinity` (number)'],
-    [{ semaphore, retry: { maxAttempts: 0 } }, 'Expected `retry.maxAttempts` to be a positive integer, got `0` (number)'],
-    [{ semaphore, rateLimiter: {} }, 'Expected `rateLimiter` to be an object with an acquire() method, got `[object Object]` (object)'],
+    [
+      { semaphore, queueTimeoutMs: -1 },
+      'Expected `queueTimeoutMs` to be a finite number of milliseconds > 0, got `-1` (number)',
+    ],
+    [
+      { semaphore, idleTimeoutMs: Number.POSITIVE_INFINITY },
+      'Expected `idleTimeoutMs` to be a finite number of milliseconds ≥ 0, got `Infinity` (number)',
+    ],
+    [
+      { semaphore, retry: { maxAttempts: 0 } },
+      'Expected `retry.maxAttempts` to be a positive integer, got `0` (number)',
+    ],
+    [
+      { semaphore, rateLimiter: {} },
+      'Expected `rateLimiter` to be an object with an acquire() method, got `[object Object]` (object)',
+    ],
     [{ semaphore, telemetry: 'yes' }, 'Expected `telemetry` to be a StreamTelemetry or a function, got `yes` (string)'],
   ])('rejects %o', (options, message) => {
     expect(() => createUpstreamClient(options as never)).toThrow(message)
@@ -123,16 +144,26 @@ describe('options', () => {
 
   test('rejects a request without an absolute http(s) URL', async () => {
     const client = createUpstreamClient({ semaphore })
-    await expect(client.stream({ url: '/v1/chat/completions' })).rejects.toThrow('Expected `request.url` to be an absolute http(s) URL')
+    await expect(client.stream({ url: '/v1/chat/completions' })).rejects.toThrow(
+      'Expected `request.url` to be an absolute http(s) URL',
+    )
     expect(client.active).toBe(0)
   })
 })
 
 describe('SSE error event', () => {
   test('our errors become snake_case codes; foreign errors do not leak their message', () => {
-    expect(sseErrorBody(new IdleTimeoutError(100))).toEqual({ message: 'No upstream data for 100 ms', type: 'server_error', code: 'idle_timeout' })
+    expect(sseErrorBody(new IdleTimeoutError(100))).toEqual({
+      message: 'No upstream data for 100 ms',
+      type: 'server_error',
+      code: 'idle_timeout',
+    })
     expect(sseErrorBody(new UpstreamTruncatedError('cut'))).toMatchObject({ code: 'upstream_truncated' })
-    expect(sseErrorBody(new Error('secret path /etc/x'))).toEqual({ message: 'Internal error while streaming', type: 'server_error', code: 'internal_error' })
+    expect(sseErrorBody(new Error('secret path /etc/x'))).toEqual({
+      message: 'Internal error while streaming',
+      type: 'server_error',
+      code: 'internal_error',
+    })
     expect(decoder.decode(sseErrorEvent(new UpstreamTruncatedError('cut')))).toBe(
       'data: {"error":{"message":"cut","type":"server_error","code":"upstream_truncated"}}\n\n',
     )

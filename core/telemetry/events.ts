@@ -86,7 +86,14 @@ export interface EndEvent extends BaseEvent {
   bytes: number
 }
 
-export type StreamEvent = StartEvent | AcquireEvent | RetryEvent | FirstChunkEvent | CallErrorEvent | DisconnectEvent | EndEvent
+export type StreamEvent =
+  | StartEvent
+  | AcquireEvent
+  | RetryEvent
+  | FirstChunkEvent
+  | CallErrorEvent
+  | DisconnectEvent
+  | EndEvent
 
 /** The nanoevents map: one name per event type, plus `event` for all of them. */
 export interface StreamEvents {

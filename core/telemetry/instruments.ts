@@ -24,7 +24,10 @@ export function errorType(code: string): string {
 export function createInstruments(meter: Meter, permits: Record<string, PermitGaugeSource> = {}): Instruments {
   const seconds = (name: string, description: string) =>
     meter.createHistogram(name, { description, unit: 's', advice: { explicitBucketBoundaries: SECONDS_BUCKETS } })
-  const duration = seconds('stream_duration_seconds', 'Upstream call duration, from the call to its end (queueing included)')
+  const duration = seconds(
+    'stream_duration_seconds',
+    'Upstream call duration, from the call to its end (queueing included)',
+  )
   const firstChunk = seconds('time_to_first_chunk_seconds', 'From the call to the first byte forwarded to the client')
   const queueWait = seconds('queue_wait_seconds', 'Wait for the rate limiter and the semaphore, per attempt')
   const chunks = meter.createHistogram('chunks_per_stream', {
@@ -35,7 +38,9 @@ export function createInstruments(meter: Meter, permits: Record<string, PermitGa
   const errors = meter.createCounter('stream_errors_total', { description: 'Failed upstream calls by error type' })
   const disconnects = meter.createCounter('client_disconnects_total', { description: 'Calls whose client left first' })
   const retries = meter.createCounter('retries_total', { description: 'Retried attempts (before the first byte only)' })
-  const active = meter.createUpDownCounter('active_streams', { description: 'Upstream calls in flight (queued or streaming)' })
+  const active = meter.createUpDownCounter('active_streams', {
+    description: 'Upstream calls in flight (queued or streaming)',
+  })
   const sources = Object.entries(permits)
   if (sources.length > 0) {
     const inUse = meter.createObservableGauge('permits_in_use', { description: 'Semaphore permits held' })

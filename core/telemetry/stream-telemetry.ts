@@ -7,11 +7,11 @@
  * `onListenerError` and the other listeners still run.
  * @module
  */
-import { metrics, type Meter } from '@opentelemetry/api'
+import { type Meter, metrics } from '@opentelemetry/api'
 import type { Emitter } from 'nanoevents'
 import { invalidOption } from '../validate.ts'
 import type { PermitGaugeSource } from '../upstream/types.ts'
-import { createLifecycleEmitter, guard, reportToConsole, type ListenerErrorHandler } from './event-emitter.ts'
+import { createLifecycleEmitter, guard, type ListenerErrorHandler, reportToConsole } from './event-emitter.ts'
 import type { StreamEvent, StreamEvents } from './events.ts'
 import { createInstruments } from './instruments.ts'
 

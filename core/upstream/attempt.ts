@@ -40,7 +40,13 @@ export class Connection {
   #unlink: () => void
   #deadlineTimer: ReturnType<typeof setTimeout> | undefined
 
-  constructor(response: Response, controller: AbortController, release: () => void, unlink: () => void, timer: ReturnType<typeof setTimeout>) {
+  constructor(
+    response: Response,
+    controller: AbortController,
+    release: () => void,
+    unlink: () => void,
+    timer: ReturnType<typeof setTimeout>,
+  ) {
     this.response = response
     this.controller = controller
     this.#release = release
@@ -127,7 +133,9 @@ export class Attempts {
   }
 
   #queueTimeout(cause?: unknown, retryAfterMs?: number): QueueTimeoutError {
-    return new QueueTimeoutError(this.#settings.queueTimeoutMs, retryAfterMs ?? this.#settings.queueRetryAfterMs, { cause })
+    return new QueueTimeoutError(this.#settings.queueTimeoutMs, retryAfterMs ?? this.#settings.queueRetryAfterMs, {
+      cause,
+    })
   }
 
   async #attempt(): Promise<Connection> {
@@ -181,7 +189,10 @@ export class Attempts {
       if (error instanceof QueueTimeoutError) throw error
       if ((error as { code?: unknown } | null)?.code === 'ERR_QUEUE_FULL') {
         const message = `The upstream wait queue is full: ${(error as Error).message}`
-        throw new QueueTimeoutError(this.#settings.queueTimeoutMs, this.#settings.queueRetryAfterMs, { cause: error, message })
+        throw new QueueTimeoutError(this.#settings.queueTimeoutMs, this.#settings.queueRetryAfterMs, {
+          cause: error,
+          message,
+        })
       }
       if (isLimiterTimeout(error) || this.#remaining() <= 0) {
         const hint = (error as { retryAfterMs?: unknown }).retryAfterMs
@@ -217,7 +228,11 @@ async function readErrorBody(response: Response): Promise<string> {
 
 function describe(error: unknown): string {
   const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause
-  const detail = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined
+  const detail = typeof cause?.code === 'string'
+    ? cause.code
+    : typeof cause?.message === 'string'
+    ? cause.message
+    : undefined
   const message = error instanceof Error ? error.message : String(error)
   return detail ? `${message} (${detail})` : message
 }

@@ -5,14 +5,14 @@
  */
 import type { Emitter } from 'nanoevents'
 import { onAbort } from '../abort.ts'
-import type { CallKind, StreamEventSink, StreamEvents } from '../telemetry/events.ts'
+import type { CallKind, StreamEvents, StreamEventSink } from '../telemetry/events.ts'
 import { createLifecycleEmitter } from '../telemetry/event-emitter.ts'
 import { createStreamTelemetry } from '../telemetry/stream-telemetry.ts'
 import { invalidOption } from '../validate.ts'
 import { Attempts, type AttemptSettings, type Connection } from './attempt.ts'
 import { CallTracker } from './call-tracker.ts'
 import { UpstreamMalformedError, UpstreamTimeoutError, UpstreamTruncatedError } from './errors.ts'
-import { resolveOptions, type ResolvedOptions, type UpstreamClientOptions } from './options.ts'
+import { type ResolvedOptions, resolveOptions, type UpstreamClientOptions } from './options.ts'
 import { forwardSse, isEventStream } from './sse-forwarder.ts'
 import type { CallOptions, UpstreamRequest } from './types.ts'
 
@@ -37,7 +37,17 @@ export interface UpstreamClient {
 }
 
 // Not forwarded to our caller: hop-by-hop headers (RFC 9110 §7.6.1), and the framing fetch already undid.
-const DROPPED_HEADERS = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'content-encoding', 'upgrade', 'proxy-connection', 'trailer', 'te'])
+const DROPPED_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'content-encoding',
+  'upgrade',
+  'proxy-connection',
+  'trailer',
+  'te',
+])
 
 let nextCallId = 0
 const callIdPrefix = Math.random().toString(36).slice(2, 8)
@@ -85,10 +95,14 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           call: call.controller,
           clientSignal: callOptions.signal,
         })
-        return new Response(body, { status: 200, headers: forwardedHeaders(response.headers, 'text/event-stream; charset=utf-8') })
+        return new Response(body, {
+          status: 200,
+          headers: forwardedHeaders(response.headers, 'text/event-stream; charset=utf-8'),
+        })
       }
       if (response.ok) {
-        throw new UpstreamMalformedError(`The upstream answered a stream with ${response.headers.get('content-type') ?? 'no content type'}, not text/event-stream`)
+        const type = response.headers.get('content-type') ?? 'no content type'
+        throw new UpstreamMalformedError(`The upstream answered a stream with ${type}, not text/event-stream`)
       }
       // An answer that is not retried (4xx other than 429, other statuses): the caller gets it as it is.
       const bytes = await connection.readBody()
@@ -107,7 +121,10 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
   async function complete(request: UpstreamRequest, callOptions: CallOptions = {}): Promise<Response> {
     const call = begin('buffered', request, callOptions)
     const attempts = new Attempts(bufferedAttempts, request, call.tracker, call.signal)
-    const total = setTimeout(() => call.controller.abort(new UpstreamTimeoutError(settings.totalTimeoutMs)), settings.totalTimeoutMs)
+    const total = setTimeout(
+      () => call.controller.abort(new UpstreamTimeoutError(settings.totalTimeoutMs)),
+      settings.totalTimeoutMs,
+    )
     try {
       for (;;) {
         const connection = await attempts.connect()
@@ -124,7 +141,9 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           connection.close()
           if (call.signal.aborted) throw call.signal.reason
           // Nothing was returned yet, so a body lost halfway is retried like a failed connect.
-          await attempts.backoff(new UpstreamTruncatedError('The upstream connection was lost before the body ended', { cause: error }))
+          await attempts.backoff(
+            new UpstreamTruncatedError('The upstream connection was lost before the body ended', { cause: error }),
+          )
         }
       }
     } catch (error) {
@@ -201,7 +220,9 @@ function attemptSettings(settings: ResolvedOptions, kind: CallKind): AttemptSett
   }
 }
 
-function resolveTelemetry(telemetry: UpstreamClientOptions['telemetry']): { sink: StreamEventSink; events: Emitter<StreamEvents> } {
+function resolveTelemetry(
+  telemetry: UpstreamClientOptions['telemetry'],
+): { sink: StreamEventSink; events: Emitter<StreamEvents> } {
   if (typeof telemetry === 'function') {
     // A bare sink (a worker posting to the main thread): no metrics here, but local listeners still get events.
     const local = createLifecycleEmitter()
@@ -213,7 +234,10 @@ function resolveTelemetry(telemetry: UpstreamClientOptions['telemetry']): { sink
       events: local.events,
     }
   }
-  if (telemetry !== undefined && (typeof telemetry !== 'object' || telemetry === null || typeof telemetry.record !== 'function')) {
+  if (
+    telemetry !== undefined &&
+    (typeof telemetry !== 'object' || telemetry === null || typeof telemetry.record !== 'function')
+  ) {
     invalidOption('telemetry', 'a StreamTelemetry or a function', telemetry)
   }
   const resolved = telemetry ?? createStreamTelemetry()
@@ -226,8 +250,12 @@ function checkRequest(request: UpstreamRequest): void {
   try {
     url = new URL(request.url)
   } catch {}
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) invalidOption('request.url', 'an absolute http(s) URL', request.url)
-  if (request.body !== undefined && typeof request.body !== 'string') invalidOption('request.body', 'a string', request.body)
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    invalidOption('request.url', 'an absolute http(s) URL', request.url)
+  }
+  if (request.body !== undefined && typeof request.body !== 'string') {
+    invalidOption('request.body', 'a string', request.body)
+  }
 }
 
 function forwardedHeaders(upstream: Headers, contentType?: string): Headers {

@@ -5,7 +5,7 @@
  * instead (see ./sse-error-event.ts); `retryable` says whether the retry policy may try again.
  * @module
  */
-import { SluiceError, TimeoutError, type SluiceErrorCode } from '../errors.ts'
+import { SluiceError, type SluiceErrorCode, TimeoutError } from '../errors.ts'
 
 /** Fields every upstream-call error exposes, whatever its class. */
 export interface UpstreamCallError {
@@ -26,7 +26,11 @@ export class QueueTimeoutError extends TimeoutError implements UpstreamCallError
   readonly retryAfterMs: number
   readonly retryable = false
   constructor(timeoutMs: number, retryAfterMs: number, options?: { cause?: unknown; message?: string }) {
-    super(options?.message ?? `No upstream response within the queue timeout of ${timeoutMs} ms`, timeoutMs, 'ERR_QUEUE_TIMEOUT')
+    super(
+      options?.message ?? `No upstream response within the queue timeout of ${timeoutMs} ms`,
+      timeoutMs,
+      'ERR_QUEUE_TIMEOUT',
+    )
     this.retryAfterMs = retryAfterMs
     if (options?.cause !== undefined) this.cause = options.cause
   }

@@ -86,7 +86,9 @@ export class EventBoundaryScanner {
 
   #hold(bytes: Uint8Array): void {
     if (this.#heldBytes + bytes.length > this.#maxHeldBytes) {
-      throw new UpstreamMalformedError(`An upstream event exceeded maxEventBytes (${this.#maxHeldBytes} bytes) without ending`)
+      throw new UpstreamMalformedError(
+        `An upstream event exceeded maxEventBytes (${this.#maxHeldBytes} bytes) without ending`,
+      )
     }
     this.#held.push(bytes)
     this.#heldBytes += bytes.length

@@ -29,7 +29,10 @@ export interface UpstreamClientOptions {
   queueTimeoutMs?: number
   /** `retryAfterMs` of a QueueTimeoutError when no limiter suggested one. Default 1000 ms. */
   queueRetryAfterMs?: number
-  /** Longest gap between upstream chunks while we wait for them; never a total timeout. 0 disables. Default 60000 ms. */
+  /**
+   * Longest gap between upstream chunks while we wait for them (reset by each chunk; never a total timeout).
+   * 0 disables it. Default 60000 ms.
+   */
   idleTimeoutMs?: number
   /** Total timeout of a buffered call (queueing included). Default 120000 ms. */
   totalTimeoutMs?: number
@@ -73,7 +76,9 @@ export function resolveOptions(options: UpstreamClientOptions): ResolvedOptions 
   if (semaphore === undefined) invalidOption('semaphore', 'an object with an acquire() method', options.semaphore)
   const fetchImpl = options.fetch ?? ((input, init) => globalThis.fetch(input, init))
   if (typeof fetchImpl !== 'function') invalidOption('fetch', 'a function', fetchImpl)
-  if (options.onEvent !== undefined && typeof options.onEvent !== 'function') invalidOption('onEvent', 'a function', options.onEvent)
+  if (options.onEvent !== undefined && typeof options.onEvent !== 'function') {
+    invalidOption('onEvent', 'a function', options.onEvent)
+  }
   return {
     semaphore,
     bufferedSemaphore: limiter('bufferedSemaphore', options.bufferedSemaphore) ?? semaphore,

@@ -24,7 +24,7 @@ import { onAbort } from '../abort.ts'
 import type { Attempts, Connection } from './attempt.ts'
 import type { CallTracker } from './call-tracker.ts'
 import { IdleTimeoutError, isRetryable, UpstreamMalformedError, UpstreamTruncatedError } from './errors.ts'
-import { EventBoundaryScanner, parserInput, type EventRegion } from './event-boundary.ts'
+import { EventBoundaryScanner, type EventRegion, parserInput } from './event-boundary.ts'
 import { HEARTBEAT_EVENT, sseErrorEvent } from './sse-error-event.ts'
 
 /** Called for every upstream data event before it is forwarded; throwing ends the stream with an error event. */
@@ -148,7 +148,9 @@ class SseForwarder {
   async #read(): Promise<ReadableStreamReadResult<Uint8Array>> {
     const { idleTimeoutMs, heartbeatMs } = this.#settings
     const connection = this.#connection
-    const idle = idleTimeoutMs > 0 ? setTimeout(() => connection.abort(new IdleTimeoutError(idleTimeoutMs)), idleTimeoutMs) : undefined
+    const idle = idleTimeoutMs > 0
+      ? setTimeout(() => connection.abort(new IdleTimeoutError(idleTimeoutMs)), idleTimeoutMs)
+      : undefined
     const heartbeat = heartbeatMs > 0 ? setInterval(() => this.#heartbeat(), heartbeatMs) : undefined
     try {
       const result = await this.#reader.read()
@@ -176,7 +178,10 @@ class SseForwarder {
         try {
           JSON.parse(event.data)
         } catch (cause) {
-          const failure = new UpstreamMalformedError('The upstream sent an event whose data is neither JSON nor [DONE]', { cause })
+          const failure = new UpstreamMalformedError(
+            'The upstream sent an event whose data is neither JSON nor [DONE]',
+            { cause },
+          )
           return { forwardEnd: start, dataEvents, done: false, failure }
         }
         try {
@@ -208,7 +213,9 @@ class SseForwarder {
       if (!connection.response.ok || !isEventStream(connection.response)) {
         connection.abort(failure)
         connection.close()
-        return new UpstreamMalformedError(`The upstream answered a retry with ${connection.response.status} instead of an event stream`)
+        return new UpstreamMalformedError(
+          `The upstream answered a retry with ${connection.response.status} instead of an event stream`,
+        )
       }
       connection.disarm()
       this.#connection = connection
@@ -282,7 +289,10 @@ export function isEventStream(response: Response): boolean {
 
 /** After `[DONE]`: read to EOF in the background (bounded), so the upstream connection goes back to the pool. */
 function drainToEnd(reader: ReadableStreamDefaultReader<Uint8Array>, connection: Connection): void {
-  const timer = setTimeout(() => connection.abort(new UpstreamTruncatedError('No EOF after [DONE]')), DRAIN_AFTER_DONE_MS)
+  const timer = setTimeout(
+    () => connection.abort(new UpstreamTruncatedError('No EOF after [DONE]')),
+    DRAIN_AFTER_DONE_MS,
+  )
   void (async () => {
     try {
       while (!(await reader.read()).done);

@@ -36,7 +36,9 @@ async function readAll(response: Response): Promise<{ events: EventSourceMessage
 const content = (events: EventSourceMessage[]): string =>
   events
     .filter((event) => event.data !== '[DONE]' && !event.data.startsWith('{"error"'))
-    .map((event) => (JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '')
+    .map((event) =>
+      (JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? ''
+    )
     .join('')
 const errorCode = (events: EventSourceMessage[]): string | undefined =>
   (JSON.parse(events.at(-1)?.data ?? '{}') as { error?: { code: string } }).error?.code
@@ -75,22 +77,29 @@ await runMain(async () => {
     cancelled.push({ id, abortedAt, rejected })
   }
 
-  const retried = await readAll(await client.stream(request(`id=${prefix}-retry&chunks=3&fail=503&failTimes=2`)))
+  const retryId = `${prefix}-retry`
+  const retried = await readAll(await client.stream(request(`id=${retryId}&chunks=3&fail=503&failTimes=2`), { id: retryId }))
   const idle = await readAll(await client.stream(request(`id=${prefix}-idle&chunks=5&stallAfter=2`)))
   const noDone = await readAll(await client.stream(request(`id=${prefix}-nodone&chunks=3&noDone=1`)))
-  const cutMid = await readAll(await client.stream(request(`id=${prefix}-cut&chunks=6&cutAfter=3&midEvent=1`)))
+  // 20 ms between writes: Bun 1.4.5's fetch drops body bytes that arrive in the same socket read as the FIN of a
+  // cut connection (12 of 30 probes saw none of 4 events written before the cut; Node and Deno deliver them, then
+  // reject; cf. oven-sh/bun#42261, open). Separate reads keep the whole events; only the half event shares the FIN.
+  const cutMid = await readAll(await client.stream(request(`id=${prefix}-cut&chunks=6&cutAfter=3&midEvent=1&delay=20`)))
 
   const holder = await semaphore.acquire(CAPACITY)
   const queueStarted = performance.now()
   const quick = createUpstreamClient({ semaphore, telemetry, queueTimeoutMs: 100 })
-  const queueError = await quick.stream(request(`id=${prefix}-queued`)).then(() => undefined, (error: unknown) => error as { code: string; status: number })
+  const queueError = await quick.stream(request(`id=${prefix}-queued`)).then(
+    () => undefined,
+    (error: unknown) => error as { code: string; status: number },
+  )
   const queueElapsed = performance.now() - queueStarted
   holder.release()
 
   return {
     happy: { content: content(happy.events), last: happy.events.at(-1)?.data, events: happy.events.length },
     cancelled,
-    retry: { content: content(retried.events), retries: log.filter((e) => e.type === 'retry').length },
+    retry: { content: content(retried.events), retries: log.filter((e) => e.type === 'retry' && e.id === retryId).length },
     idle: { content: content(idle.events), code: errorCode(idle.events) },
     noDone: { content: content(noDone.events), code: errorCode(noDone.events) },
     cutMid: {
@@ -99,6 +108,8 @@ await runMain(async () => {
       wholeEvents: cutMid.text.split('\n\n').filter(Boolean).length === cutMid.events.length,
     },
     queue: { code: queueError?.code, status: queueError?.status, elapsed: Math.round(queueElapsed) },
+    // Retries of other calls (e.g. a reused keep-alive connection the upstream had just closed): diagnostics.
+    otherRetries: log.flatMap((e) => (e.type === 'retry' && e.id !== retryId ? [`${e.id}: ${e.reason}`] : [])),
     idleState: {
       available: semaphore.available,
       capacity: semaphore.capacity,

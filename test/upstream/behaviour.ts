@@ -4,29 +4,29 @@
  *
  *   model: "mock?id=r1&chunks=50&delay=20&ttft=100"
  *
- * | parameter        | meaning                                                                                   | default |
- * |------------------|-------------------------------------------------------------------------------------------|---------|
- * | `id`             | request id used by the records and `waitFor` (attempts of one id are counted 1, 2, …)      | `anon-N`|
- * | `chunks`         | number of content deltas (`w0 `, `w1 `, … each padded by `pad`)                           | 5       |
- * | `pad`            | extra `x` characters appended to every content delta (to make many bytes)                 | 0       |
- * | `delay`          | ms between writes after the first one                                                     | 0       |
- * | `ttft`           | ms between the response headers and the first body byte (the role chunk)                  | 0       |
- * | `headerDelay`    | ms before the status line and headers are written                                         | 0       |
- * | `eventsPerWrite` | SSE events grouped into one `res.write()`                                                 | 1       |
- * | `fail`           | answer this HTTP status (with an OpenAI error JSON) instead of streaming                  | –       |
- * | `failTimes`      | …but only for the first K attempts of this id, so retries can succeed                     | always  |
- * | `retryAfter`     | `Retry-After` header (seconds) sent with `fail`                                           | –       |
- * | `retryAfterDate` | `Retry-After` as an HTTP-date this many seconds ahead                                     | –       |
- * | `retryAfterMs`   | OpenAI's `retry-after-ms` header sent with `fail`                                         | –       |
- * | `cutAfter`       | destroy the socket after the role chunk + k content chunks                                | –       |
- * | `cutBeforeBody`  | for the first K attempts of this id: destroy the socket after headers (+ `ttft`), no body  | –       |
- * | `stallAfter`     | stop writing after the role chunk + k content chunks…                                     | –       |
- * | `stallMs`        | …for this many ms, then carry on (absent: forever, until the client leaves)               | forever |
- * | `midEvent`       | with `cutAfter`/`stallAfter`: first write the first half of the next event                | 0       |
- * | `malformedAfter` | after k content chunks write `data: {not json` as one complete event, then carry on       | –       |
- * | `hugeEvent`      | the first content delta carries this many extra characters (one huge event)              | 0       |
- * | `noDone`         | end the body cleanly after the final chunk but without `data: [DONE]`                     | 0       |
- * | `errorEvent`     | after k content chunks send an OpenAI error event `data: {"error":…}` and end             | –       |
+ * | parameter        | meaning                                                                     | default |
+ * |------------------|-----------------------------------------------------------------------------|---------|
+ * | `id`             | request id for the records and `waitFor`; attempts of one id count 1, 2, …  | `anon-N`|
+ * | `chunks`         | number of content deltas (`w0 `, `w1 `, … each padded by `pad`)             | 5       |
+ * | `pad`            | extra `x` characters appended to every content delta (many bytes)           | 0       |
+ * | `delay`          | ms between writes after the first one                                       | 0       |
+ * | `ttft`           | ms between the response headers and the first body byte (the role chunk)    | 0       |
+ * | `headerDelay`    | ms before the status line and headers are written                           | 0       |
+ * | `eventsPerWrite` | SSE events grouped into one `res.write()`                                   | 1       |
+ * | `fail`           | answer this HTTP status (with an OpenAI error JSON) instead of streaming    | –       |
+ * | `failTimes`      | …but only for the first K attempts of this id, so retries can succeed       | always  |
+ * | `retryAfter`     | `Retry-After` header (seconds) sent with `fail`                             | –       |
+ * | `retryAfterDate` | `Retry-After` as an HTTP-date this many seconds ahead                       | –       |
+ * | `retryAfterMs`   | OpenAI's `retry-after-ms` header sent with `fail`                           | –       |
+ * | `cutAfter`       | destroy the socket after the role chunk + k content chunks                  | –       |
+ * | `cutBeforeBody`  | for the first K attempts: destroy the socket after headers (+ `ttft`)       | –       |
+ * | `stallAfter`     | stop writing after the role chunk + k content chunks…                       | –       |
+ * | `stallMs`        | …for this many ms, then carry on (absent: until the client leaves)          | forever |
+ * | `midEvent`       | with `cutAfter`/`stallAfter`: first write half of the next event            | 0       |
+ * | `malformedAfter` | after k content chunks write `data: {not json` as a whole event, carry on   | –       |
+ * | `hugeEvent`      | the first content delta carries this many extra characters                  | 0       |
+ * | `noDone`         | end the body cleanly after the final chunk but without `data: [DONE]`       | 0       |
+ * | `errorEvent`     | after k content chunks send an OpenAI error event `data: {"error":…}`, end  | –       |
  *
  * A buffered request (`stream: false`) honours `id`, `chunks`, `pad`, `headerDelay`, `ttft` (delay before the
  * body), `fail*`/`retryAfter*` and `cutAfter` (any value: half of the JSON is written, then the socket dies).
@@ -58,8 +58,23 @@ export interface Behaviour {
 }
 
 const INTEGER_FIELDS = [
-  'chunks', 'pad', 'delay', 'ttft', 'headerDelay', 'eventsPerWrite', 'fail', 'failTimes', 'retryAfterDate',
-  'retryAfterMs', 'cutAfter', 'cutBeforeBody', 'stallAfter', 'stallMs', 'malformedAfter', 'hugeEvent', 'errorEvent',
+  'chunks',
+  'pad',
+  'delay',
+  'ttft',
+  'headerDelay',
+  'eventsPerWrite',
+  'fail',
+  'failTimes',
+  'retryAfterDate',
+  'retryAfterMs',
+  'cutAfter',
+  'cutBeforeBody',
+  'stallAfter',
+  'stallMs',
+  'malformedAfter',
+  'hugeEvent',
+  'errorEvent',
 ] as const
 const FLAG_FIELDS = ['midEvent', 'noDone'] as const
 

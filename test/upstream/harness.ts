@@ -11,7 +11,7 @@ import { createStreamTelemetry, type StreamTelemetry } from '../../core/telemetr
 import { createUpstreamClient, type UpstreamClient } from '../../core/upstream/client.ts'
 import type { UpstreamClientOptions } from '../../core/upstream/options.ts'
 import type { UpstreamRequest } from '../../core/upstream/types.ts'
-import { mockModel, type Behaviour } from './behaviour.ts'
+import { type Behaviour, mockModel } from './behaviour.ts'
 import { startUpstream, type TestUpstream } from './server.ts'
 
 export const API_KEY = 'sk-upstream-test'
@@ -71,8 +71,15 @@ export function useHarness(): Harness {
       const log: StreamEvent[] = []
       telemetry.events.on('event', (event) => log.push(event))
       // A bare sink stays a bare sink (the worker-pool shape); the harness listens in through its own telemetry.
-      const sink = typeof given === 'function' ? (event: StreamEvent) => (given(event), telemetry.record(event)) : telemetry
-      const client = createUpstreamClient({ semaphore: semaphore!, retry: { baseDelayMs: 10, maxDelayMs: 50 }, ...options, telemetry: sink })
+      const sink = typeof given === 'function'
+        ? (event: StreamEvent) => (given(event), telemetry.record(event))
+        : telemetry
+      const client = createUpstreamClient({
+        semaphore: semaphore!,
+        retry: { baseDelayMs: 10, maxDelayMs: 50 },
+        ...options,
+        telemetry: sink,
+      })
       const testClient: TestClient = {
         stream: (request, callOptions) => client.stream(request, callOptions),
         complete: (request, callOptions) => client.complete(request, callOptions),
@@ -128,7 +135,10 @@ export interface SseRead {
 /** Reads a whole SSE body, parsing it with eventsource-parser like a client would. */
 export async function readSse(response: Response, { maxChunks = Number.POSITIVE_INFINITY } = {}): Promise<SseRead> {
   const result: SseRead = { text: '', chunks: [], events: [], comments: [], error: undefined }
-  const parser = createParser({ onEvent: (event) => result.events.push(event), onComment: (comment) => result.comments.push(comment) })
+  const parser = createParser({
+    onEvent: (event) => result.events.push(event),
+    onComment: (comment) => result.comments.push(comment),
+  })
   const decoder = new TextDecoder()
   const reader = response.body!.getReader()
   try {
@@ -152,7 +162,9 @@ export async function readSse(response: Response, { maxChunks = Number.POSITIVE_
 export function contentOf(events: EventSourceMessage[]): string {
   return events
     .filter((event) => event.data !== '[DONE]' && !event.data.includes('"error"'))
-    .map((event) => (JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? '')
+    .map((event) =>
+      (JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? ''
+    )
     .join('')
 }
 

@@ -3,7 +3,7 @@
  * the `{ error: { message, type, code } }` body. Field sets follow the Chat Completions API reference.
  * @module
  */
-import { contentDelta, type Behaviour } from './behaviour.ts'
+import { type Behaviour, contentDelta } from './behaviour.ts'
 
 const encoder = new TextEncoder()
 export const DONE_EVENT = encoder.encode('data: [DONE]\n\n')
@@ -29,12 +29,19 @@ function usage(behaviour: Behaviour): object {
 }
 
 /** Every event of a successful stream in order: role, contents, final (finish_reason + usage), [DONE]. */
-export function streamEvents(behaviour: Behaviour, model: string): { role: Uint8Array; content: (i: number) => Uint8Array; final: Uint8Array } {
+export function streamEvents(
+  behaviour: Behaviour,
+  model: string,
+): { role: Uint8Array; content: (i: number) => Uint8Array; final: Uint8Array } {
   const created = Math.floor(Date.now() / 1000)
   return {
     role: sseEvent(chunk(behaviour, created, model, { delta: { role: 'assistant', content: '', refusal: null } })),
     content: (index) =>
-      sseEvent(chunk(behaviour, created, model, { delta: { content: contentDelta(index, behaviour.pad, behaviour.hugeEvent) } })),
+      sseEvent(
+        chunk(behaviour, created, model, {
+          delta: { content: contentDelta(index, behaviour.pad, behaviour.hugeEvent) },
+        }),
+      ),
     final: sseEvent(chunk(behaviour, created, model, { delta: {}, finish_reason: 'stop' }, usage(behaviour))),
   }
 }
@@ -46,17 +53,24 @@ export function completionJson(behaviour: Behaviour, model: string, content: str
     created: Math.floor(Date.now() / 1000),
     model,
     system_fingerprint: 'fp_sluice_mock',
-    choices: [{ index: 0, message: { role: 'assistant', content, refusal: null }, logprobs: null, finish_reason: 'stop' }],
+    choices: [{
+      index: 0,
+      message: { role: 'assistant', content, refusal: null },
+      logprobs: null,
+      finish_reason: 'stop',
+    }],
     usage: usage(behaviour),
   })
 }
 
 /** The error body OpenAI sends, e.g. `{ error: { message, type: 'rate_limit_error', code, param } }`. */
 export function errorJson(status: number, message: string, code: string | null = null): string {
-  const type =
-    status === 429 ? 'rate_limit_error'
-    : status === 401 ? 'invalid_request_error'
-    : status >= 500 ? 'server_error'
+  const type = status === 429
+    ? 'rate_limit_error'
+    : status === 401
+    ? 'invalid_request_error'
+    : status >= 500
+    ? 'server_error'
     : 'invalid_request_error'
   return JSON.stringify({ error: { message, type, param: null, code } })
 }

@@ -17,7 +17,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { sharedNow } from '../../core/clock.ts'
-import { expectedContent, parseBehaviour, type Behaviour } from './behaviour.ts'
+import { type Behaviour, expectedContent, parseBehaviour } from './behaviour.ts'
 import { completionJson, DONE_EVENT, errorJson, sseEvent, streamEvents } from './openai-shapes.ts'
 
 /** What the upstream saw and did for one HTTP request. Times are `sharedNow()` epoch milliseconds. */
@@ -133,7 +133,8 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Test
     })
   }
   const attempts = (id: string): RequestRecord[] => requests.filter((record) => record.id === id)
-  const summary = (id: string): string => JSON.stringify(attempts(id).map(({ body: _body, headers: _h, ...rest }) => rest))
+  const summary = (id: string): string =>
+    JSON.stringify(attempts(id).map(({ body: _body, headers: _h, ...rest }) => rest))
   const inFlight = (): number => requests.filter((record) => record.closedAt === undefined).length
 
   return {
@@ -155,9 +156,17 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Test
     openConnections: () => sockets.size,
     inFlight,
     waitForOpenConnections: (count, timeoutMs = DEFAULT_WAIT_MS) =>
-      waitUntil(() => (sockets.size === count ? true : undefined), timeoutMs, () => `${count} connections, have ${sockets.size}`).then(noop),
+      waitUntil(
+        () => (sockets.size === count ? true : undefined),
+        timeoutMs,
+        () => `${count} connections, have ${sockets.size}`,
+      ).then(noop),
     waitForInFlight: (count, timeoutMs = DEFAULT_WAIT_MS) =>
-      waitUntil(() => (inFlight() === count ? true : undefined), timeoutMs, () => `${count} in flight, have ${inFlight()}`).then(noop),
+      waitUntil(
+        () => (inFlight() === count ? true : undefined),
+        timeoutMs,
+        () => `${count} in flight, have ${inFlight()}`,
+      ).then(noop),
     close: async () => {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -231,7 +240,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, context: Contex
   })
   changed()
 
-  const respondError = (status: number, message: string, code: string | null, headers: Record<string, string> = {}): void => {
+  const respondError = (
+    status: number,
+    message: string,
+    code: string | null,
+    headers: Record<string, string> = {},
+  ): void => {
     record.status = status
     record.headersAt = sharedNow()
     res.writeHead(status, { 'content-type': 'application/json', ...headers })
@@ -248,7 +262,12 @@ async function handle(req: IncomingMessage, res: ServerResponse, context: Contex
   const io = new ResponseWriter(res, record, closed.signal, changed)
   if (!(await io.pause(behaviour.headerDelay))) return
   if (behaviour.fail !== undefined && record.attempt <= behaviour.failTimes) {
-    respondError(behaviour.fail, `Mock failure ${behaviour.fail} on attempt ${record.attempt}`, `mock_${behaviour.fail}`, retryHeaders(behaviour))
+    respondError(
+      behaviour.fail,
+      `Mock failure ${behaviour.fail} on attempt ${record.attempt}`,
+      `mock_${behaviour.fail}`,
+      retryHeaders(behaviour),
+    )
     return
   }
   if (record.stream) await streamResponse(io, behaviour, record.model)
@@ -266,7 +285,11 @@ function retryHeaders(behaviour: Behaviour): Record<string, string> {
 }
 
 async function streamResponse(io: ResponseWriter, behaviour: Behaviour, model: string): Promise<void> {
-  io.head(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-request-id': behaviour.id })
+  io.head(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-request-id': behaviour.id,
+  })
   if (!(await io.pause(behaviour.ttft))) return
   if (behaviour.cutBeforeBody !== undefined && io.record.attempt <= behaviour.cutBeforeBody) {
     io.cut()
@@ -275,11 +298,14 @@ async function streamResponse(io: ResponseWriter, behaviour: Behaviour, model: s
   const events = streamEvents(behaviour, model)
   const batch: Uint8Array[] = []
   // Writes queued events once `eventsPerWrite` of them are waiting (or when forced), with `delay` between writes.
+  // Every write after the first waits `delay`, half events included, so each lands in its own socket read.
+  const spaced = async (bytes: Uint8Array): Promise<boolean> => {
+    if (io.record.writes > 0 && !(await io.pause(behaviour.delay))) return false
+    return io.write(bytes)
+  }
   const flush = async (force: boolean): Promise<boolean> => {
     if (batch.length === 0 || (!force && batch.length < behaviour.eventsPerWrite)) return true
-    if (io.record.writes > 0 && !(await io.pause(behaviour.delay))) return false
-    const bytes = concat(batch.splice(0))
-    return io.write(bytes)
+    return spaced(concat(batch.splice(0)))
   }
   const queue = async (bytes: Uint8Array): Promise<boolean> => {
     batch.push(bytes)
@@ -292,7 +318,7 @@ async function streamResponse(io: ResponseWriter, behaviour: Behaviour, model: s
     if (behaviour.cutAfter === index || behaviour.stallAfter === index) {
       if (!(await flush(true))) return
       if (behaviour.midEvent) {
-        if (!(await io.write(next.subarray(0, next.byteLength >> 1)))) return
+        if (!(await spaced(next.subarray(0, next.byteLength >> 1)))) return
         nextHalfWritten = true
       }
       if (behaviour.cutAfter === index) {
@@ -303,13 +329,15 @@ async function streamResponse(io: ResponseWriter, behaviour: Behaviour, model: s
     }
     if (behaviour.malformedAfter === index && !(await queue(new TextEncoder().encode('data: {not json\n\n')))) return
     if (behaviour.errorEvent === index) {
-      const error = { error: { message: 'Mock upstream error event', type: 'server_error', param: null, code: 'mock_error' } }
+      const error = {
+        error: { message: 'Mock upstream error event', type: 'server_error', param: null, code: 'mock_error' },
+      }
       if (!(await queue(sseEvent(error))) || !(await flush(true))) return
       io.res.end()
       return
     }
     if (nextHalfWritten) {
-      if (!(await flush(true)) || !(await io.write(next.subarray(next.byteLength >> 1)))) return
+      if (!(await flush(true)) || !(await spaced(next.subarray(next.byteLength >> 1)))) return
     } else if (!(await queue(next))) return
     if (index < behaviour.chunks) io.record.chunksWritten++
   }
@@ -319,8 +347,14 @@ async function streamResponse(io: ResponseWriter, behaviour: Behaviour, model: s
 }
 
 async function bufferedResponse(io: ResponseWriter, behaviour: Behaviour, model: string): Promise<void> {
-  const json = new TextEncoder().encode(completionJson(behaviour, model, expectedContent(behaviour.chunks, behaviour.pad, behaviour.hugeEvent)))
-  io.head(200, { 'content-type': 'application/json', 'content-length': String(json.byteLength), 'x-request-id': behaviour.id })
+  const json = new TextEncoder().encode(
+    completionJson(behaviour, model, expectedContent(behaviour.chunks, behaviour.pad, behaviour.hugeEvent)),
+  )
+  io.head(200, {
+    'content-type': 'application/json',
+    'content-length': String(json.byteLength),
+    'x-request-id': behaviour.id,
+  })
   if (!(await io.pause(behaviour.ttft))) return
   if (behaviour.cutAfter !== undefined) {
     await io.write(json.subarray(0, json.byteLength >> 1))
