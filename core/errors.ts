@@ -17,6 +17,7 @@ export type SluiceErrorCode =
   | 'ERR_UPSTREAM_MALFORMED'
   | 'ERR_WORKER_CRASHED'
   | 'ERR_CLOSED'
+  | 'ERR_QUEUE_FULL'
 
 /** Base class: `name` is the subclass name, `code` the discriminant. */
 export class SluiceError extends Error {
@@ -46,5 +47,14 @@ export class RateLimitTimeoutError extends TimeoutError {
   constructor(message: string, timeoutMs: number, retryAfterMs: number) {
     super(message, timeoutMs, 'ERR_RATE_LIMIT_TIMEOUT')
     this.retryAfterMs = retryAfterMs
+  }
+}
+
+/** A wait queue (the semaphore's tickets) already holds its maximum of waiters: `maxWaiting`. */
+export class QueueFullError extends SluiceError {
+  readonly maxWaiting: number
+  constructor(message: string, maxWaiting: number) {
+    super('ERR_QUEUE_FULL', message)
+    this.maxWaiting = maxWaiting
   }
 }

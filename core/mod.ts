@@ -6,6 +6,9 @@ export { SluiceError, TimeoutError } from './errors.ts'
 export type { SluiceErrorCode } from './errors.ts'
 export { RateLimitTimeoutError } from './errors.ts'
 export { SharedRateLimiter } from './rate-limiter.ts'
+export { QueueFullError } from './errors.ts'
+export { SharedSemaphore } from './semaphore.ts'
+export type { Permit, SemaphoreAcquireOptions, SemaphoreHandle, SharedSemaphoreOptions } from './semaphore.ts'
 export type { RateLimiterAcquireOptions, SharedRateLimiterHandle, SharedRateLimiterOptions } from './rate-limiter.ts'
 export type { CloseOptions, FetchHandler, Serve, ServeOptions, Server, ServerAddress, ServerRuntime } from './server.ts'
 export { createUpstreamClient } from './upstream/client.ts'
@@ -13,7 +16,8 @@ export type { UpstreamClient } from './upstream/client.ts'
 export type { UpstreamClientOptions } from './upstream/options.ts'
 export type { RetryOptions } from './upstream/retry-policy.ts'
 export type { UpstreamEventHook } from './upstream/sse-forwarder.ts'
-export type { AcquireOptions, CallOptions, Permit, PermitGaugeSource, PermitSource, TokenSource, UpstreamRequest } from './upstream/types.ts'
+// `Permit` is exported from semaphore.ts (above): it satisfies upstream's structural `Permit` ({ release(): void }).
+export type { AcquireOptions, CallOptions, PermitGaugeSource, PermitSource, TokenSource, UpstreamRequest } from './upstream/types.ts'
 export {
   IdleTimeoutError,
   QueueTimeoutError,
