@@ -47,28 +47,38 @@ export class EventBoundaryScanner {
   push(chunk: Uint8Array): EventRegion | undefined {
     const base = this.#heldBytes
     const ends: number[] = []
-    for (let index = 0; index < chunk.length; index++) {
-      const byte = chunk[index]
-      if (byte === LF) {
-        if (this.#afterCR) {
-          this.#afterCR = false
-          // CRLF after a boundary CR: move that boundary past the LF, if it is in this chunk.
-          if (this.#afterBoundaryCR && ends.length > 0) ends[ends.length - 1] = base + index + 1
-          this.#afterBoundaryCR = false
-          continue
-        }
-        if (this.#lineEmpty) ends.push(base + index + 1)
-        this.#lineEmpty = true
-      } else if (byte === CR) {
-        this.#afterBoundaryCR = this.#lineEmpty
-        if (this.#lineEmpty) ends.push(base + index + 1)
-        this.#lineEmpty = true
-        this.#afterCR = true
-      } else {
+    // Jump from line end to line end with the native indexOf (each position found once, so O(n) in total):
+    // the bytes between line ends only matter in that they make a line non-empty.
+    let index = 0
+    let nextLF = chunk.indexOf(LF)
+    let nextCR = chunk.indexOf(CR)
+    while (index < chunk.length) {
+      const at = nextLF === -1 ? nextCR : nextCR === -1 ? nextLF : Math.min(nextLF, nextCR)
+      if (at !== index) {
         this.#lineEmpty = false
         this.#afterCR = false
         this.#afterBoundaryCR = false
       }
+      if (at === -1) break
+      if (at === nextLF) {
+        nextLF = chunk.indexOf(LF, at + 1)
+        if (this.#afterCR) {
+          this.#afterCR = false
+          // CRLF after a boundary CR: move that boundary past the LF, if it is in this chunk.
+          if (this.#afterBoundaryCR && ends.length > 0) ends[ends.length - 1] = base + at + 1
+          this.#afterBoundaryCR = false
+        } else {
+          if (this.#lineEmpty) ends.push(base + at + 1)
+          this.#lineEmpty = true
+        }
+      } else {
+        nextCR = chunk.indexOf(CR, at + 1)
+        this.#afterBoundaryCR = this.#lineEmpty
+        if (this.#lineEmpty) ends.push(base + at + 1)
+        this.#lineEmpty = true
+        this.#afterCR = true
+      }
+      index = at + 1
     }
     const last = ends.at(-1)
     if (last === undefined) {

@@ -166,34 +166,39 @@ class SseForwarder {
     }
   }
 
-  /** Parses each complete event with eventsource-parser and decides how much of the region to forward. */
+  /**
+   * Parses the region's events with eventsource-parser (one decode, one feed: cost per chunk, not per event) and
+   * decides how much of it to forward. Only when an event stops the stream ([DONE], bad data, a throwing hook)
+   * is its byte offset needed; `#segmentOf` finds it then.
+   */
   #inspect(region: EventRegion): Verdict {
-    let start = 0
+    this.#parsed.length = 0
+    this.#parser.feed(parserInput(this.#decoder.decode(region.bytes)))
     let dataEvents = 0
-    for (const end of region.ends) {
-      this.#parsed.length = 0
-      this.#parser.feed(parserInput(this.#decoder.decode(region.bytes.subarray(start, end))))
-      for (const event of this.#parsed) {
-        if (event.data === '[DONE]') return { forwardEnd: end, dataEvents, done: true, failure: undefined }
-        try {
-          JSON.parse(event.data)
-        } catch (cause) {
-          const failure = new UpstreamMalformedError(
-            'The upstream sent an event whose data is neither JSON nor [DONE]',
-            { cause },
-          )
-          return { forwardEnd: start, dataEvents, done: false, failure }
-        }
+    for (let index = 0; index < this.#parsed.length; index++) {
+      const event = this.#parsed[index]!
+      if (event.data === '[DONE]') {
+        return { forwardEnd: segmentOf(region, index).end, dataEvents, done: true, failure: undefined }
+      }
+      let failure: unknown
+      try {
+        JSON.parse(event.data)
+      } catch (cause) {
+        failure = new UpstreamMalformedError('The upstream sent an event whose data is neither JSON nor [DONE]', {
+          cause,
+        })
+      }
+      if (failure === undefined) {
         try {
           this.#settings.onEvent?.(event, { id: this.#tracker.id })
-        } catch (failure) {
-          return { forwardEnd: start, dataEvents, done: false, failure }
+        } catch (error) {
+          failure = error
         }
-        dataEvents++
       }
-      start = end
+      if (failure !== undefined) return { forwardEnd: segmentOf(region, index).start, dataEvents, done: false, failure }
+      dataEvents++
     }
-    return { forwardEnd: start, dataEvents, done: false, failure: undefined }
+    return { forwardEnd: region.bytes.length, dataEvents, done: false, failure: undefined }
   }
 
   /**
@@ -275,6 +280,20 @@ class SseForwarder {
       this.#tracker.end(outcome, 200)
     }
   }
+}
+
+/** The byte range of the segment (one complete event, or comments) holding event number `index` of `region`. */
+function segmentOf(region: EventRegion, index: number): { start: number; end: number } {
+  const decoder = new TextDecoder()
+  let seen = 0
+  const parser = createParser({ onEvent: () => seen++ })
+  let start = 0
+  for (const end of region.ends) {
+    parser.feed(parserInput(decoder.decode(region.bytes.subarray(start, end))))
+    if (seen > index) return { start, end }
+    start = end
+  }
+  return { start, end: region.bytes.length }
 }
 
 function readerOf(connection: Connection): ReadableStreamDefaultReader<Uint8Array> {
