@@ -23,7 +23,13 @@ import { createParser, type EventSourceMessage, type EventSourceParser } from 'e
 import { onAbort } from '../abort.ts'
 import type { Attempts, Connection } from './attempt.ts'
 import type { CallTracker } from './call-tracker.ts'
-import { IdleTimeoutError, isRetryable, UpstreamMalformedError, UpstreamTruncatedError } from './errors.ts'
+import {
+  IdleTimeoutError,
+  isRetryable,
+  UpstreamMalformedError,
+  UpstreamStatusError,
+  UpstreamTruncatedError,
+} from './errors.ts'
 import { EventBoundaryScanner, type EventRegion, parserInput } from './event-boundary.ts'
 import { HEARTBEAT_EVENT, sseErrorEvent } from './sse-error-event.ts'
 
@@ -215,12 +221,14 @@ class SseForwarder {
         connection.close()
         return undefined
       }
+      const { status } = connection.response
       if (!connection.response.ok || !isEventStream(connection.response)) {
         connection.abort(failure)
         connection.close()
-        return new UpstreamMalformedError(
-          `The upstream answered a retry with ${connection.response.status} instead of an event stream`,
-        )
+        // The client already has a 200 and no byte: all that is left to send is an error event.
+        return connection.response.ok
+          ? new UpstreamMalformedError(`The upstream answered a retry with ${status} but no event stream`)
+          : new UpstreamStatusError(status, undefined, '')
       }
       connection.disarm()
       this.#connection = connection
