@@ -129,6 +129,21 @@ describe('SharedRateLimiter admission', () => {
     })
   })
 
+  test('after an event-loop stall, overdue waiters are spaced out again, not released at once', async () => {
+    const rl = new SharedRateLimiter({ rate: 5, per: 125 }) // one token per 25 ms, bursts of 5
+    const admissions: Array<{ at: number; n: number }> = []
+    const record = (): void => void admissions.push({ at: sharedNow(), n: 1 })
+    while (rl.tryAcquire()) record()
+    const waiters = Array.from({ length: 10 }, () => rl.acquire().then(record)) // due at 25, 50, … 250 ms
+    // Block this thread for 300 ms: every reservation falls due while no timer can run.
+    for (const until = sharedNow() + 300; sharedNow() < until; );
+    await Promise.all(waiters)
+    // A full bucket (5) at the end of the stall, then one per 25 ms; never 10 at once. The records are taken
+    // microseconds after each admission, in the same thread: 0.02 tokens is 0.5 ms of drain.
+    expect(worstOverflow(admissions, 5, 125)).toBeLessThanOrEqual(0.02)
+    expect(admissions.at(-1)!.at - admissions[5]!.at).toBeGreaterThanOrEqual(5 * 25 - 1)
+  })
+
   test('weighted tokens: n counts n times against the bucket', async () => {
     const rl = fakeClockLimiter(10, 1000) // one token per 100 ms
     expect(rl.tryAcquire(7)).toBe(true)
