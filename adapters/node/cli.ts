@@ -4,20 +4,13 @@
  * and a graceful drain on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs'
-import { createDemoUpstream } from '../../core/demo-upstream.ts'
-import { createGateway } from '../../core/gateway/gateway.ts'
+import { createGatewayFromConfig, type RunnerLimits } from '../../core/gateway/from-config.ts'
 import type { StreamRunner } from '../../core/gateway/runner.ts'
-import { createPrometheusMetrics } from '../../core/metrics/prometheus.ts'
-import { SharedRateLimiter } from '../../core/rate-limiter.ts'
-import { SharedSemaphore } from '../../core/semaphore.ts'
-import { createStreamTelemetry } from '../../core/telemetry/stream-telemetry.ts'
-import { createUpstreamClient } from '../../core/upstream/client.ts'
 import { createAccessLog } from './access-log.ts'
 import { CliUsageError, helpText, parseCli, type CliConfig } from './cli-options.ts'
 import { serve } from './server.ts'
 
-/** The upstream base URL used for the embedded demo model; never resolved (its fetch is in-process). */
-export const DEMO_UPSTREAM_URL = 'http://demo-upstream.sluice.invalid/v1'
+export { DEMO_UPSTREAM_URL } from '../../core/gateway/from-config.ts'
 
 export async function main(argv: readonly string[]): Promise<void> {
   let command
@@ -34,21 +27,11 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 async function run(config: CliConfig): Promise<void> {
-  const prometheus = createPrometheusMetrics()
-  const semaphore = new SharedSemaphore({ capacity: config.concurrency })
-  const rateLimiter = config.rate ? new SharedRateLimiter(config.rate) : undefined
-  const telemetry = createStreamTelemetry({ meter: prometheus.meter, permits: { upstream: semaphore } })
+  const { gateway, runner, telemetry, shutdown } = await createGatewayFromConfig(
+    config,
+    config.workers > 0 ? { runner: (limits) => createPoolRunner(config, limits) } : {},
+  )
   telemetry.events.on('event', createAccessLog((line) => process.stdout.write(`${line}\n`)))
-
-  const runner: StreamRunner = await createRunner(config, { semaphore, rateLimiter, telemetry })
-  const gateway = createGateway({
-    upstreamUrl: config.upstream ?? DEMO_UPSTREAM_URL,
-    ...(config.upstreamKey ? { upstreamKey: config.upstreamKey } : {}),
-    runner,
-    bodyLimitBytes: config.bodyLimitBytes,
-    gatewayKeys: config.gatewayKeys,
-    metrics: prometheus,
-  })
   const server = serve(gateway.fetch, { port: config.port, hostname: config.host })
   let address
   try {
@@ -67,12 +50,8 @@ async function run(config: CliConfig): Promise<void> {
     }
     stopping = true
     process.stderr.write(`sluice: ${signal}: draining (up to ${config.drainTimeoutMs} ms for ${runner.active} active)\n`)
-    gateway.drain()
     // New connections are refused at once; live streams get until the drain deadline, then an error event.
-    const serverClosed = server.close({ timeoutMs: config.drainTimeoutMs + 2_000 })
-    await gateway.close({ timeoutMs: config.drainTimeoutMs })
-    await serverClosed
-    await prometheus.shutdown()
+    await shutdown(server, config.drainTimeoutMs)
     process.stderr.write('sluice: drained, bye\n')
     process.exit(0)
   }
@@ -80,24 +59,8 @@ async function run(config: CliConfig): Promise<void> {
   process.on('SIGINT', (signal) => void stop(signal))
 }
 
-async function createRunner(
-  config: CliConfig,
-  limits: { semaphore: SharedSemaphore; rateLimiter: SharedRateLimiter | undefined; telemetry: ReturnType<typeof createStreamTelemetry> },
-): Promise<StreamRunner> {
-  if (config.workers > 0) {
-    throw new CliUsageError(`Invalid --workers \`${config.workers}\`: the worker pool is not available in this build`)
-  }
-  return createUpstreamClient({
-    semaphore: limits.semaphore,
-    ...(limits.rateLimiter ? { rateLimiter: limits.rateLimiter } : {}),
-    streamWeight: config.streamWeight,
-    bufferedWeight: config.bufferedWeight,
-    queueTimeoutMs: config.queueTimeoutMs,
-    idleTimeoutMs: config.idleTimeoutMs,
-    retry: { maxAttempts: config.retries + 1 },
-    telemetry: limits.telemetry,
-    ...(config.upstream ? {} : { fetch: createDemoUpstream() as typeof fetch }),
-  })
+function createPoolRunner(config: CliConfig, _limits: RunnerLimits): Promise<StreamRunner> {
+  throw new CliUsageError(`Invalid --workers \`${config.workers}\`: the worker pool is not available in this build`)
 }
 
 function banner(config: CliConfig, url: string): string {
