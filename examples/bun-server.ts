@@ -1,21 +1,53 @@
 /**
- * A Bun server on sluice: `bun examples/bun-server.ts`, then `curl -N 'http://127.0.0.1:3000/?n=5'`.
- * PORT and HOST pick the address; SIGTERM/SIGINT drain in-flight streams (up to 10 s) before exiting.
- * In an application the import is `import { serve } from 'sluice/bun'`.
+ * A streaming gateway on Bun, assembled from sluice's parts: `bun examples/bun-server.ts`, then
+ * `curl -N http://127.0.0.1:3000/v1/chat/completions -H 'content-type: application/json'
+ *   -d '{"model":"demo","stream":true,"messages":[{"role":"user","content":"Hi"}]}'`.
+ * Without UPSTREAM_URL it answers from the embedded demo model; with `UPSTREAM_URL=https://api.openai.com/v1` and
+ * OPENAI_API_KEY it proxies that API. PORT and HOST pick the address; SIGTERM/SIGINT drain in-flight streams (up
+ * to 10 s). In an application the imports are `sluice` and `sluice/bun`; examples/bun-gateway.ts is the same with
+ * every flag of the `sluice` binary.
  */
 import { serve } from '../adapters/bun/mod.ts'
-import { sseDemo } from './_sse-demo.ts'
+import { createDemoUpstream } from '../core/demo-upstream.ts'
+import { createGateway } from '../core/gateway/gateway.ts'
+import { createPrometheusMetrics } from '../core/metrics/prometheus.ts'
+import { SharedSemaphore } from '../core/semaphore.ts'
+import { createStreamTelemetry } from '../core/telemetry/stream-telemetry.ts'
+import { createUpstreamClient } from '../core/upstream/client.ts'
 
-const server = serve(sseDemo, {
+const upstreamUrl = Bun.env.UPSTREAM_URL
+const metrics = createPrometheusMetrics()
+// 16 upstream streams at once, each holding its permit until its last byte; the rest queue for up to 5 s.
+const semaphore = new SharedSemaphore({ capacity: 16 })
+const client = createUpstreamClient({
+  semaphore,
+  queueTimeoutMs: 5_000,
+  idleTimeoutMs: 30_000,
+  telemetry: createStreamTelemetry({ meter: metrics.meter, permits: { upstream: semaphore } }),
+  ...(upstreamUrl ? {} : { fetch: createDemoUpstream() as typeof fetch }),
+})
+const gateway = createGateway({
+  upstreamUrl: upstreamUrl ?? 'http://demo-upstream.sluice.invalid/v1',
+  ...(Bun.env.OPENAI_API_KEY ? { upstreamKey: Bun.env.OPENAI_API_KEY } : {}),
+  runner: client,
+  metrics,
+})
+
+const server = serve(gateway.fetch, {
   port: Number(Bun.env.PORT ?? 3000),
   hostname: Bun.env.HOST ?? '127.0.0.1',
 })
 const { url } = await server.ready()
-console.log(`sluice demo on Bun ${Bun.version} listening on ${url}`)
+console.log(`sluice gateway on Bun ${Bun.version} listening on ${url}`)
+console.log(`  upstream: ${upstreamUrl ?? 'embedded demo model (set UPSTREAM_URL for a real API)'}`)
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
   process.once(signal, async () => {
-    await server.close({ timeoutMs: 10_000 })
+    // Refuse new work at once; live streams get 10 s, then end with an SSE error event.
+    gateway.drain()
+    const closed = server.close({ timeoutMs: 12_000 })
+    await gateway.close({ timeoutMs: 10_000 })
+    await closed
     process.exit(0)
   })
 }

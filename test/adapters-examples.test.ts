@@ -1,31 +1,100 @@
 /**
- * The runtime examples start on their runtime, stream the SSE demo, and drain an in-flight stream on SIGTERM.
+ * The runtime examples run on their runtime: the gateway examples (examples/{bun,deno}-server.ts) stream the
+ * embedded demo model and drain a stream in flight on SIGTERM; the binary-on-Bun/Deno examples
+ * (examples/{bun,deno}-gateway.ts), started with the benchmark's own argv (bench/e2e/targets.ts), proxy the test
+ * upstream with the upstream key, print an access log line, and drain on SIGTERM.
  */
-import { describe, expect, test } from 'vitest'
+import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { TARGETS } from '../bench/e2e/targets.ts'
 import { startFixture } from './_contract.ts'
+import { expectedContent, mockModel } from './upstream/behaviour.ts'
+import { contentOf, readSse } from './upstream/harness.ts'
+import { startUpstream, type TestUpstream } from './upstream/server.ts'
 
-const EXAMPLES = [
+const messages = [{ role: 'user', content: 'Hello, example!' }]
+
+const SERVER_EXAMPLES = [
   { runtime: 'bun', script: 'examples/bun-server.ts' },
   { runtime: 'deno', script: 'examples/deno-server.ts' },
 ] as const
 
-describe.each(EXAMPLES)('$script', ({ runtime, script }) => {
-  test('streams the SSE demo, then drains the stream in flight on SIGTERM and exits 0', async () => {
+describe.each(SERVER_EXAMPLES)('$script', ({ runtime, script }) => {
+  test('streams the demo model through the gateway, drains the stream in flight on SIGTERM, exits 0', async () => {
+    const example = await startFixture(runtime, script, { env: { PORT: '0' }, readyPattern: /listening on (\S+)$/ })
+    try {
+      expect((await fetch(`${example.url}/healthz`)).status).toBe(200)
+      const response = await fetch(`${example.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'demo', stream: true, messages }),
+      })
+      expect(response.status).toBe(200)
+      expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/)
+      // SIGTERM once the stream has begun: the demo model's reply (~2 s) is well within the 10 s drain.
+      const reader = response.body!.getReader()
+      const first = await reader.read()
+      example.child.kill('SIGTERM')
+      reader.releaseLock()
+      const rest = await readSse(response)
+      const text = new TextDecoder().decode(first.value) + rest.text
+      expect(rest.error).toBeUndefined()
+      expect(text.trimEnd().endsWith('data: [DONE]')).toBe(true)
+      expect(text).toContain('"content":" said:')
+      expect(await example.exited).toEqual({ code: 0, signal: null })
+    } finally {
+      await example.stop('SIGKILL')
+    }
+  })
+})
+
+const GATEWAY_EXAMPLES = [
+  { runtime: 'bun', target: 'sluice-bun' },
+  { runtime: 'deno', target: 'sluice-deno' },
+] as const
+const UPSTREAM_KEY = 'sk-example-upstream-9a7c'
+
+describe.each(GATEWAY_EXAMPLES)('the $target benchmark target', ({ runtime, target: name }) => {
+  let upstream: TestUpstream
+  beforeAll(async () => {
+    upstream = await startUpstream({ apiKey: UPSTREAM_KEY })
+  })
+  afterAll(() => upstream?.close())
+
+  test("starts from the bench's argv, proxies with the key, logs each call, drains on SIGTERM", async () => {
+    const target = TARGETS.find((t) => t.name === name)!
+    const argv = target.command!(upstream.url)
+    const script = argv.find((arg) => arg.startsWith('examples/'))!
+    const flags = argv.slice(argv.indexOf('--upstream'))
     const example = await startFixture(runtime, script, {
-      env: { PORT: '0' },
+      args: flags,
+      env: { OPENAI_API_KEY: UPSTREAM_KEY },
       readyPattern: /listening on (\S+)$/,
     })
     try {
-      const response = await fetch(`${example.url}/?n=3&intervalMs=10`)
-      expect(response.headers.get('content-type')).toBe('text/event-stream')
-      expect(await response.text()).toBe(
-        ': sluice demo\n\n' + [0, 1, 2].map((i) => `data: {"i":${i},"of":3}\n\n`).join(''),
-      )
-      const inFlight = await fetch(`${example.url}/?n=5&intervalMs=50`)
-      const reading = inFlight.text()
+      // The bench takes the first URL a target prints: it must be the one it listens on.
+      expect(example.lines.find((line) => line.includes('http'))).toContain(example.url)
+      const request = (id: string, fields: object) =>
+        fetch(`${example.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: mockModel({ id, ...fields }), stream: true, messages }),
+        })
+      const whole = await readSse(await request('example-whole', { chunks: 20 }))
+      expect(whole.events.at(-1)?.data).toBe('[DONE]')
+      expect(contentOf(whole.events)).toBe(expectedContent(20))
+      expect(upstream.attempts('example-whole')[0]?.authorization).toBe(`Bearer ${UPSTREAM_KEY}`)
+      const logged = JSON.parse(await example.waitForLine(/^\{.*"outcome":"completed"/)) as Record<string, unknown>
+      expect(logged).toMatchObject({ kind: 'stream', status: 200, chunks: 20 + 2 })
+
+      const live = await request('example-live', { chunks: 10, delay: 100 })
+      await upstream.waitFor('example-live', (record) => record.chunksWritten >= 1)
       example.child.kill('SIGTERM')
-      expect(await reading).toContain('data: {"i":4,"of":5}\n\n')
+      const drained = await readSse(live)
+      expect(drained.events.at(-1)?.data).toBe('[DONE]')
+      expect(contentOf(drained.events)).toBe(expectedContent(10))
       expect(await example.exited).toEqual({ code: 0, signal: null })
+      expect(example.stderr()).toContain('drained')
+      expect([...example.lines, example.stderr()].join('\n')).not.toContain(UPSTREAM_KEY)
     } finally {
       await example.stop('SIGKILL')
     }
