@@ -10,7 +10,8 @@
  *   read restarts it. Heartbeat comments are sent only then too, and only if the consumer has room.
  * - Failures: before the first forwarded byte a retryable one (connection lost, EOF, idle) goes back to the retry
  *   policy, invisibly to the client. After it, or when not retryable, the stream ends with one OpenAI-shaped
- *   error event. Upstream EOF without `[DONE]` is such a failure, never a clean end.
+ *   error event. Upstream EOF without `[DONE]` is such a failure, never a clean end. An upstream error event
+ *   (`data: {"error":…}`) is forwarded as that one error event, and nothing follows it.
  * - Malformed data (not JSON, not `[DONE]`): the complete events before it in the same chunk are forwarded, the
  *   bad event and everything after it are not, then the error event follows. Same for an `onEvent` hook that
  *   throws on an event.
@@ -21,6 +22,7 @@
  */
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser'
 import { onAbort } from '../abort.ts'
+import { SluiceError } from '../errors.ts'
 import type { Attempts, Connection } from './attempt.ts'
 import type { CallTracker } from './call-tracker.ts'
 import {
@@ -187,8 +189,9 @@ class SseForwarder {
         return { forwardEnd: segmentOf(region, index).end, dataEvents, done: true, failure: undefined }
       }
       let failure: unknown
+      let data: unknown
       try {
-        JSON.parse(event.data)
+        data = JSON.parse(event.data)
       } catch (cause) {
         failure = new UpstreamMalformedError('The upstream sent an event whose data is neither JSON nor [DONE]', {
           cause,
@@ -202,6 +205,12 @@ class SseForwarder {
         }
       }
       if (failure !== undefined) return { forwardEnd: segmentOf(region, index).start, dataEvents, done: false, failure }
+      if (isErrorEvent(data)) {
+        // The upstream reported its own failure: its event is forwarded as the stream's one error event and the
+        // stream ends there; its EOF without [DONE] that follows is the consequence, not a second failure.
+        const end = segmentOf(region, index).end
+        return { forwardEnd: end, dataEvents: dataEvents + 1, done: false, failure: new UpstreamErrorEvent() }
+      }
       dataEvents++
     }
     return { forwardEnd: region.bytes.length, dataEvents, done: false, failure: undefined }
@@ -273,7 +282,7 @@ class SseForwarder {
       } else {
         if (outcome === 'error') {
           this.#tracker.failed(reason)
-          this.#enqueue(sseErrorEvent(reason))
+          if (!(reason instanceof UpstreamErrorEvent)) this.#enqueue(sseErrorEvent(reason))
           tryClose(this.#controller)
         } else {
           this.#tracker.disconnected()
@@ -288,6 +297,20 @@ class SseForwarder {
       this.#tracker.end(outcome, 200)
     }
   }
+}
+
+/** The upstream sent an OpenAI error event (`data: {"error":…}`), already forwarded to the client as it was. */
+class UpstreamErrorEvent extends SluiceError {
+  readonly status = 502
+  readonly retryAfterMs = undefined
+  readonly retryable = false
+  constructor() {
+    super('ERR_UPSTREAM', 'The upstream ended the stream with an error event')
+  }
+}
+
+function isErrorEvent(data: unknown): boolean {
+  return typeof data === 'object' && data !== null && !Array.isArray(data) && 'error' in data
 }
 
 /** The byte range of the segment (one complete event, or comments) holding event number `index` of `region`. */
