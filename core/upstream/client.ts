@@ -181,7 +181,7 @@ class Call {
       onEnd()
     })
     const abort = (reason: unknown): void => this.controller.abort(reason)
-    this.#unlink = [onAbort(options.signal, abort), onAbort(options.shutdownSignal, abort)]
+    this.#unlink = [onAbort(options.signal, abort), onShutdown(options.shutdownSignal, abort)]
   }
 
   get signal(): AbortSignal {
@@ -204,6 +204,29 @@ class Call {
     const status = (error as { status?: unknown } | null)?.status
     this.tracker.end('error', typeof status === 'number' ? status : undefined)
   }
+}
+
+/**
+ * Calls of one shutdown signal, so that the signal has ONE listener however many calls are live: a listener per
+ * call on a server-wide signal made Node print "MaxListenersExceededWarning: Possible EventTarget memory leak"
+ * from the 11th concurrent stream on, although every listener was removed when its call ended.
+ */
+const shutdownFanOut = new WeakMap<AbortSignal, Set<(reason: unknown) => void>>()
+
+function onShutdown(signal: AbortSignal | undefined, abort: (reason: unknown) => void): () => void {
+  if (!signal || signal.aborted) return onAbort(signal, abort)
+  let calls = shutdownFanOut.get(signal)
+  if (!calls) {
+    const live = new Set<(reason: unknown) => void>()
+    calls = live
+    shutdownFanOut.set(signal, live)
+    onAbort(signal, (reason) => {
+      for (const call of [...live]) call(reason)
+    })
+  }
+  const registered = calls
+  registered.add(abort)
+  return () => void registered.delete(abort)
 }
 
 function attemptSettings(settings: ResolvedOptions, kind: CallKind): AttemptSettings {
