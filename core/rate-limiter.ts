@@ -38,7 +38,7 @@ const RATE = 1 // Float64
 const PER_MS = 2 // Float64
 const CONFIG_COUNT = 3
 const BYTE_LENGTH = (WORD_COUNT + CONFIG_COUNT) * 8
-const LAYOUT_MAGIC = 0x736c_7263_6172_0001n // 'slrcar' v1
+const LAYOUT_MAGIC = 0x736c_7569_6365_524cn // ASCII 'sluiceRL'
 
 // Node, Bun and Deno run a timer set beyond 2^31 − 1 ms after 1 ms (Node warns TimeoutOverflowWarning): sleep
 // in chunks instead.
@@ -70,8 +70,8 @@ export interface RateLimiterAcquireOptions {
    * Longest acceptable wait in ms (≥ 0). Fail-fast and exact: if the wait computed when `acquire()` is called
    * exceeds it, `acquire()` rejects at once with `RateLimitTimeoutError` (nothing is booked). Otherwise it
    * resolves when due, even if a timer fires a little after the deadline; it rejects later only if, at its due
-   * time, the exact admission check demands a wait that would end past the deadline (possible only after
-   * other callers cancelled reservations; see the module comment).
+   * time, the exact admission check demands a wait that would end past the deadline (after an event-loop stall
+   * somewhere, see the module comment), and then gives its reservation back.
    */
   timeoutMs?: number
 }

@@ -123,9 +123,11 @@ describe('SharedRateLimiter admission', () => {
     await Promise.all([1, 2, 3, 4].map(() => rl.acquire().then(() => admitted.push(sharedNow() - start))))
     admitted.forEach((at, index) => {
       const due = (index + 1) * 50
-      // Never early (the burst took the bucket after `start`); late only by timer lateness on a busy machine.
+      // Never early (the burst took the bucket after `start`). Late only by timer lateness, which does not add
+      // up (each due time is absolute): generous, as a loaded 2-core machine delays timers by 100+ ms at times.
+      // The exact spacing is asserted on the fake clock below.
       expect(at).toBeGreaterThanOrEqual(due - 0.001)
-      expect(at).toBeLessThan(due + 100)
+      expect(at).toBeLessThan(due + 300)
     })
   })
 

@@ -19,9 +19,9 @@ export interface Admission {
 
 /**
  * Calls `acquire(n)` back to back (one outstanding call, n = 1…maxN from a seeded PRNG) until `stopAt`.
- * The limiter is attached with the real shared clock wrapped to remember its last reading: the one thread-local
- * read after the successful CAS is none, so after `await acquire()` that reading is the admission instant. Only
- * valid with one acquire in flight per thread, as here.
+ * The limiter is attached with the real shared clock, wrapped to remember its last reading. The limiter reads no
+ * clock after its successful admission CAS, so after `await acquire()` the last reading is the instant the
+ * admission was decided on. Only valid with one acquire in flight per thread, as here.
  */
 export async function takeUntil(
   handle: SharedRateLimiterHandle,
