@@ -44,3 +44,14 @@ export type {
   StreamEventSink,
   StreamEvents,
 } from './telemetry/events.ts'
+export { createGateway } from './gateway/gateway.ts'
+export type { Gateway, GatewayOptions } from './gateway/gateway.ts'
+export { createGatewayFromConfig } from './gateway/from-config.ts'
+export type { ConfiguredGateway, GatewayConfig, GatewayFromConfigOptions } from './gateway/from-config.ts'
+export type { StreamRunner } from './gateway/runner.ts'
+export { HttpError } from './gateway/http-error.ts'
+export { createPrometheusMetrics } from './metrics/prometheus.ts'
+export type { PrometheusMetrics } from './metrics/prometheus.ts'
+export { createDemoUpstream } from './demo-upstream.ts'
+export type { DemoUpstreamOptions, FetchLike } from './demo-upstream.ts'
+export { parseByteSize, parseDuration, parseRate } from './units.ts'
