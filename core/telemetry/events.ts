@@ -8,6 +8,7 @@
  * `disconnect`, then exactly one `end`.
  * @module
  */
+import type { StreamUsage } from '../upstream/usage.ts'
 
 /** `stream`: an SSE call; `buffered`: a non-streaming call. */
 export type CallKind = 'stream' | 'buffered'
@@ -84,6 +85,11 @@ export interface EndEvent extends BaseEvent {
   events: number
   /** Upstream body bytes forwarded. */
   bytes: number
+  /**
+   * Token usage of a stream: the upstream's own `usage` when it sent one, else counted content deltas
+   * (core/upstream/usage.ts). Undefined for buffered calls and for streams that forwarded no data event.
+   */
+  usage: StreamUsage | undefined
 }
 
 export type StreamEvent =

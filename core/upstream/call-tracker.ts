@@ -5,6 +5,7 @@
  */
 import { monotonicNow, sharedNow } from '../clock.ts'
 import type { CallKind, CallOutcome, StreamEvent, StreamEventSink } from '../telemetry/events.ts'
+import type { UsageCounter } from './usage.ts'
 
 type Payload<T extends StreamEvent['type']> = Omit<Extract<StreamEvent, { type: T }>, 'type' | 'id' | 'kind' | 'at'>
 
@@ -14,6 +15,8 @@ export class CallTracker {
   attempts = 0
   events = 0
   bytes = 0
+  /** The stream's usage counter (set by the forwarder); reported in `end`. */
+  usage: UsageCounter | undefined
   readonly #sink: StreamEventSink
   readonly #onEnd: () => void
   readonly #startedAt = monotonicNow()
@@ -91,6 +94,7 @@ export class CallTracker {
         attempts: this.attempts,
         events: this.events,
         bytes: this.bytes,
+        usage: this.usage?.result(),
       })
     }
   }

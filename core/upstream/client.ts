@@ -94,6 +94,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           settings,
           call: call.controller,
           clientSignal: callOptions.signal,
+          request,
         })
         return new Response(body, {
           status: 200,
@@ -213,7 +214,8 @@ class Call {
  */
 const shutdownFanOut = new WeakMap<AbortSignal, Set<(reason: unknown) => void>>()
 
-function onShutdown(signal: AbortSignal | undefined, abort: (reason: unknown) => void): () => void {
+/** Exported for the worker pool, whose main-side calls listen to the same shutdown signals. */
+export function onShutdown(signal: AbortSignal | undefined, abort: (reason: unknown) => void): () => void {
   if (!signal || signal.aborted) return onAbort(signal, abort)
   let calls = shutdownFanOut.get(signal)
   if (!calls) {
@@ -243,7 +245,8 @@ function attemptSettings(settings: ResolvedOptions, kind: CallKind): AttemptSett
   }
 }
 
-function resolveTelemetry(
+/** A telemetry option as a sink plus the emitter `events` exposes. Exported for the worker pool (same option). */
+export function resolveTelemetry(
   telemetry: UpstreamClientOptions['telemetry'],
 ): { sink: StreamEventSink; events: Emitter<StreamEvents> } {
   if (typeof telemetry === 'function') {
@@ -267,7 +270,8 @@ function resolveTelemetry(
   return { sink: (event) => resolved.record(event), events: resolved.events }
 }
 
-function checkRequest(request: UpstreamRequest): void {
+/** Validates a request once, at the call. Exported for the worker pool, which checks it before dispatching. */
+export function checkRequest(request: UpstreamRequest): void {
   if (typeof request !== 'object' || request === null) invalidOption('request', 'an object', request)
   let url: URL | undefined
   try {

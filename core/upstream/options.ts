@@ -7,6 +7,7 @@ import type { StreamEventSink } from '../telemetry/events.ts'
 import type { StreamTelemetry } from '../telemetry/stream-telemetry.ts'
 import { resolveRetryPolicy, type RetryOptions, type RetryPolicy } from './retry-policy.ts'
 import type { UpstreamEventHook } from './sse-forwarder.ts'
+import type { TransformFactory } from './transform.ts'
 import type { PermitSource, TokenSource } from './types.ts'
 
 export interface UpstreamClientOptions {
@@ -44,6 +45,11 @@ export interface UpstreamClientOptions {
   /** Called for every upstream data event before it is forwarded; throwing ends the stream with an error event. */
   onEvent?: UpstreamEventHook
   /**
+   * Makes each stream's transform, which may rewrite or drop upstream events (contract: ./transform.ts). The
+   * stream runner loads it from a module (`createStreamRunner({ transform: path })`), in each worker thread.
+   */
+  transform?: TransformFactory
+  /**
    * Where lifecycle events go: a StreamTelemetry (metrics + nanoevents), or a bare sink function (e.g. a worker
    * posting events to the main thread). Default: `createStreamTelemetry()` on the global meter provider.
    */
@@ -67,6 +73,7 @@ export interface ResolvedOptions {
   maxEventBytes: number
   retry: RetryPolicy
   onEvent: UpstreamEventHook | undefined
+  transform: TransformFactory | undefined
   fetch: typeof fetch
 }
 
@@ -78,6 +85,9 @@ export function resolveOptions(options: UpstreamClientOptions): ResolvedOptions 
   if (typeof fetchImpl !== 'function') invalidOption('fetch', 'a function', fetchImpl)
   if (options.onEvent !== undefined && typeof options.onEvent !== 'function') {
     invalidOption('onEvent', 'a function', options.onEvent)
+  }
+  if (options.transform !== undefined && typeof options.transform !== 'function') {
+    invalidOption('transform', 'a function (a transform factory)', options.transform)
   }
   return {
     semaphore,
@@ -94,6 +104,7 @@ export function resolveOptions(options: UpstreamClientOptions): ResolvedOptions 
     maxEventBytes: positiveInteger('maxEventBytes', options.maxEventBytes ?? 8 * 1024 * 1024),
     retry: resolveRetryPolicy(options.retry),
     onEvent: options.onEvent,
+    transform: options.transform,
     fetch: fetchImpl,
   }
 }

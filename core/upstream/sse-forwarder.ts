@@ -15,6 +15,10 @@
  * - Malformed data (not JSON, not `[DONE]`): the complete events before it in the same chunk are forwarded, the
  *   bad event and everything after it are not, then the error event follows. Same for an `onEvent` hook that
  *   throws on an event.
+ * - Usage: every valid event's parsed JSON feeds the stream's UsageCounter (./usage.ts), reported in `end`.
+ * - Transforms (./transform.ts): a transform may rewrite or drop events. When none did in a chunk, the chunk is
+ *   forwarded as is (the default path never re-serialises); a chunk with an edited event is re-encoded, only its
+ *   edited events re-serialised (./event-rewrite.ts). A chunk whose events were all dropped forwards nothing.
  * - The client leaving (its signal, or `cancel()`) aborts the upstream at once, even mid-read of a stalled one.
  * - Whatever ends the stream, `#finish()` runs once: timers cleared, upstream aborted unless it completed,
  *   permits released, `end` emitted.
@@ -33,7 +37,11 @@ import {
   UpstreamTruncatedError,
 } from './errors.ts'
 import { EventBoundaryScanner, type EventRegion, parserInput } from './event-boundary.ts'
+import { rewriteRegion } from './event-rewrite.ts'
 import { HEARTBEAT_EVENT, sseErrorEvent } from './sse-error-event.ts'
+import { type EventEdit, type StreamTransform, toEdit, type TransformFactory } from './transform.ts'
+import type { UpstreamRequest } from './types.ts'
+import { UsageCounter } from './usage.ts'
 
 /** Called for every upstream data event before it is forwarded; throwing ends the stream with an error event. */
 export type UpstreamEventHook = (event: EventSourceMessage, call: { id: string }) => void
@@ -45,6 +53,8 @@ export interface ForwarderSettings {
   heartbeatMs: number
   maxEventBytes: number
   onEvent: UpstreamEventHook | undefined
+  /** Makes each stream's transform (./transform.ts); undefined: none. */
+  transform: TransformFactory | undefined
 }
 
 export interface ForwarderInit {
@@ -56,6 +66,8 @@ export interface ForwarderInit {
   call: AbortController
   /** The client's own signal, to tell "client left" (no error event) from shutdown (error event). */
   clientSignal: AbortSignal | undefined
+  /** The request, for the transform's context. */
+  request: UpstreamRequest
 }
 
 /** How long to keep reading after `[DONE]` for the upstream's EOF, so its connection can be reused. */
@@ -67,6 +79,8 @@ interface Verdict {
   dataEvents: number
   done: boolean
   failure: unknown
+  /** Events a transform rewrote (new data) or dropped (null), by index in the region; undefined: none. */
+  edits?: Map<number, EventEdit> | undefined
 }
 
 export function forwardSse(init: ForwarderInit): ReadableStream<Uint8Array> {
@@ -80,6 +94,7 @@ class SseForwarder {
   readonly #settings: ForwarderSettings
   readonly #call: AbortController
   readonly #clientSignal: AbortSignal | undefined
+  readonly #request: UpstreamRequest
   readonly #decoder = new TextDecoder()
   readonly #parsed: EventSourceMessage[] = []
   readonly #parser: EventSourceParser = createParser({ onEvent: (event) => this.#parsed.push(event) })
@@ -89,6 +104,9 @@ class SseForwarder {
   #scanner: EventBoundaryScanner
   #finished = false
   #disposeAbort: () => void = noop
+  #usage = new UsageCounter()
+  /** This stream's transform: undefined until its first event, null when there is none. */
+  #transform: StreamTransform | null | undefined
 
   constructor(init: ForwarderInit) {
     this.#attempts = init.attempts
@@ -96,6 +114,8 @@ class SseForwarder {
     this.#settings = init.settings
     this.#call = init.call
     this.#clientSignal = init.clientSignal
+    this.#request = init.request
+    this.#tracker.usage = this.#usage
     this.#connection = init.connection
     this.#reader = readerOf(init.connection)
     this.#scanner = new EventBoundaryScanner(init.settings.maxEventBytes)
@@ -140,16 +160,23 @@ class SseForwarder {
     const region = this.#scanner.push(value)
     if (region === undefined) return false
     const verdict = this.#inspect(region)
+    let forwarded = 0
     if (verdict.forwardEnd > 0) {
-      this.#enqueue(region.bytes.subarray(0, verdict.forwardEnd))
-      this.#tracker.forwarded(verdict.forwardEnd, verdict.dataEvents)
+      const bytes = verdict.edits === undefined
+        ? region.bytes.subarray(0, verdict.forwardEnd)
+        : rewriteRegion(region, verdict.forwardEnd, verdict.edits, this.#parsed)
+      forwarded = bytes.length
+      if (forwarded > 0) {
+        this.#enqueue(bytes)
+        this.#tracker.forwarded(forwarded, verdict.dataEvents)
+      }
     }
     if (verdict.failure !== undefined) throw verdict.failure
     if (verdict.done) {
       this.#finish('completed', undefined)
       return true
     }
-    return verdict.forwardEnd > 0
+    return forwarded > 0
   }
 
   /** One upstream read, under the idle timeout and with heartbeats while it is pending. */
@@ -183,10 +210,11 @@ class SseForwarder {
     this.#parsed.length = 0
     this.#parser.feed(parserInput(this.#decoder.decode(region.bytes)))
     let dataEvents = 0
+    let edits: Map<number, EventEdit> | undefined
     for (let index = 0; index < this.#parsed.length; index++) {
       const event = this.#parsed[index]!
       if (event.data === '[DONE]') {
-        return { forwardEnd: segmentOf(region, index).end, dataEvents, done: true, failure: undefined }
+        return { forwardEnd: segmentOf(region, index).end, dataEvents, done: true, failure: undefined, edits }
       }
       let failure: unknown
       let data: unknown
@@ -197,23 +225,39 @@ class SseForwarder {
           cause,
         })
       }
+      let edit: EventEdit | undefined
       if (failure === undefined) {
+        this.#usage.observe(data)
         try {
           this.#settings.onEvent?.(event, { id: this.#tracker.id })
+          if (!isErrorEvent(data)) edit = this.#edit(event, data)
         } catch (error) {
           failure = error
         }
       }
-      if (failure !== undefined) return { forwardEnd: segmentOf(region, index).start, dataEvents, done: false, failure }
+      if (failure !== undefined) {
+        return { forwardEnd: segmentOf(region, index).start, dataEvents, done: false, failure, edits }
+      }
       if (isErrorEvent(data)) {
         // The upstream reported its own failure: its event is forwarded as the stream's one error event and the
         // stream ends there; its EOF without [DONE] that follows is the consequence, not a second failure.
         const end = segmentOf(region, index).end
-        return { forwardEnd: end, dataEvents: dataEvents + 1, done: false, failure: new UpstreamErrorEvent() }
+        return { forwardEnd: end, dataEvents: dataEvents + 1, done: false, failure: new UpstreamErrorEvent(), edits }
       }
-      dataEvents++
+      if (edit !== undefined) (edits ??= new Map()).set(index, edit)
+      if (edit !== null) dataEvents++
     }
-    return { forwardEnd: region.bytes.length, dataEvents, done: false, failure: undefined }
+    return { forwardEnd: region.bytes.length, dataEvents, done: false, failure: undefined, edits }
+  }
+
+  /** Runs the stream's transform on one event (making the transform on the first); undefined: no edit. */
+  #edit(event: EventSourceMessage, json: unknown): EventEdit | undefined {
+    if (this.#transform === undefined) {
+      const factory = this.#settings.transform
+      this.#transform = factory === undefined ? null : factory({ id: this.#tracker.id, request: this.#request }) ?? null
+    }
+    if (this.#transform === null) return undefined
+    return toEdit(this.#transform.event({ data: event.data, json, event: event.event, id: event.id }))
   }
 
   /**
@@ -244,6 +288,10 @@ class SseForwarder {
       this.#reader = readerOf(connection)
       this.#scanner = new EventBoundaryScanner(this.#settings.maxEventBytes)
       this.#parser.reset()
+      // Nothing was forwarded: the new attempt's stream starts over for the usage count and the transform.
+      this.#usage = new UsageCounter()
+      this.#tracker.usage = this.#usage
+      this.#transform = undefined
       return undefined
     } catch (error) {
       return error
