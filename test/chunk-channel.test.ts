@@ -173,6 +173,20 @@ describe('chunk channel in one thread (real MessagePorts)', () => {
     expect(Buffer.concat(got).equals(Buffer.from(big))).toBe(true)
   })
 
+  test('chunks on a SharedArrayBuffer or a pooled Buffer slice are copied, never detached or refused', async () => {
+    const { readers, writers } = connect()
+    const reader = readers.open()
+    const writer = writers.open(reader.handle)
+    const shared = new Uint8Array(new SharedArrayBuffer(8)).fill(5)
+    const pooled = Buffer.from('pooled') // a view into Node's shared 8 KiB slab: byteOffset ≠ 0
+    await writer.write(shared)
+    await writer.write(pooled)
+    await writer.close()
+    const received = Buffer.from(await new Response(reader.stream).arrayBuffer())
+    expect(received.equals(Buffer.concat([Buffer.from(shared), pooled]))).toBe(true)
+    expect([shared.byteLength, pooled.toString()]).toEqual([8, 'pooled'])
+  })
+
   test('events and the end wait behind data that waits for credit', async () => {
     const { readers, writers } = connect(10)
     const seen: string[] = []

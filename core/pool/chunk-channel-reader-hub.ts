@@ -4,8 +4,10 @@
  * port its writer's OPEN frame arrives on, so the hub need not know in advance which worker runs the task
  * (piscina picks the worker).
  *
- * Keep-alive, by state (measured: Node and Deno keep a listening port alive, Bun 1.4.5 does not):
- * - a reader open (waiting for its writer, or for data): the hub holds `holdAlive()` (one ref'd timer);
+ * Keep-alive, by state (measured: Node and Deno keep a listening port alive, Bun 1.4.5 does not; Node lets the
+ * process exit under an unref'd worker, Bun 1.4.5 and Deno 2.9.6 stay up while that worker has a pending timer):
+ * - a reader open (waiting for its writer, or for data): the hub holds `holdAlive()` (one ref'd timer), so a
+ *   waiting client is never dropped because piscina unref'd an idle-looking worker;
  * - no reader open: nothing; ports are unref'd, so an idle hub never keeps the process alive.
  * The worker side holds its own keep-alive while a writer is open (`ChunkWriterHub`).
  * @module
@@ -49,6 +51,8 @@ export interface ChunkLink {
    * are the caller's (their task rejects: call `reader.fail()`).
    */
   fail(error: unknown): void
+  /** Detaches the port (e.g. a per-stream port after its stream ended): `fail()` with an ERR_CLOSED error. */
+  close(): void
 }
 
 /**
@@ -137,6 +141,10 @@ class PortLink implements ChunkLink, ReaderLink {
 
   release(reader: ConsumerStream): void {
     this.#bound.delete(reader)
+  }
+
+  close(): void {
+    this.fail(new SluiceError('ERR_CLOSED', 'chunk channel port detached'))
   }
 
   fail(error: unknown): void {
