@@ -1,0 +1,386 @@
+/**
+ * The chaos soak: the real `sluice` binary in front of the fault-injecting test upstream (run in this process, so
+ * its records and open connections are read directly), driven by `lanes` concurrent clients through a seeded
+ * stream mix (./stream-mix.ts). Every stream's client outcome is judged against its fault (./classify.ts), the
+ * upstream's attempt count against what retries may do, and afterwards nothing may be left behind (./leaks.ts),
+ * the resident memory must be back within a bound of the warm baseline, and no secret may appear anywhere the
+ * gateway writes. Used by `npm run soak` (./soak.ts) and the CI test (test/chaos.test.ts).
+ */
+import { randomBytes } from 'node:crypto'
+import { startUpstream, type TestUpstream } from '../upstream/server.ts'
+import { type Binary, startBinary } from './binary.ts'
+import { judge } from './classify.ts'
+import { runClient } from './client.ts'
+import { checkLeaks, eventually, gatewayState, unexpectedStderr } from './leaks.ts'
+import { createRng } from './rng.ts'
+import { createStreamMix, type Expectation, FAULTS, type Fault, type MixSettings, type StreamPlan } from './stream-mix.ts'
+
+export interface SoakOptions {
+  seed: number
+  /** Stop starting streams after this many (warm-up included)… */
+  streams?: number
+  /** …or after this long, whichever comes first. */
+  durationMs?: number
+  /** Concurrent clients; each runs one plan (or one burst) at a time. */
+  lanes: number
+  /** `--concurrency` of the gateway. */
+  concurrency: number
+  /** `--workers` of the gateway (0: in-process). */
+  workers: number
+  queueTimeoutMs: number
+  idleTimeoutMs: number
+  retries: number
+  /** Streams run before the memory baseline is taken (judged like all others). */
+  warmupStreams: number
+  weights?: MixSettings['weights']
+  /** Progress lines (a long soak prints one every `progressEveryMs`). */
+  log?: (line: string) => void
+  progressEveryMs?: number
+}
+
+export interface Violation {
+  id: string
+  fault: Fault
+  outcome: string
+  problems: string[]
+  model: Record<string, unknown>
+  seen: { status: number | undefined; ending: string; events: number; error?: string; tail: string }
+}
+
+export interface MemoryReport {
+  /** RSS after the warm-up, once idle. */
+  baselineBytes: number
+  /** Highest RSS sampled (every second) during the run. */
+  peakBytes: number
+  /** RSS after the run, once idle. */
+  finalBytes: number
+  boundBytes: number
+  withinBound: boolean
+}
+
+export interface SoakReport {
+  seed: number
+  workers: number
+  settings: { lanes: number; concurrency: number; queueTimeoutMs: number; idleTimeoutMs: number; retries: number }
+  durationMs: number
+  streams: number
+  /** Streams whose outcome was overload's (queue timeout, no retry budget), allowed for any fault. */
+  overloaded: number
+  faults: Record<string, number>
+  /** Per fault, the streams that got the fault's own outcome (not overload's). */
+  ownOutcomes: Record<string, number>
+  outcomes: Record<string, number>
+  outcomesByFault: Record<string, Record<string, number>>
+  violations: number
+  violationSamples: Violation[]
+  attemptViolations: string[]
+  accessLog: { lines: number; malformed: number; outcomes: Record<string, number> }
+  leaks: string[]
+  secretLeaks: string[]
+  memory: MemoryReport
+  exit: { code: number | null; signal: string | null; stderr: string[] }
+  notExercised: string[]
+}
+
+/**
+ * The RSS bound: the warm baseline plus 96 MiB or half the baseline, whichever is larger. After the warm-up the
+ * heap has grown to the mix's working size; what stays above that once idle is V8 keeping old-space pages it grew
+ * into and malloc keeping freed arenas — both set by the PEAK (up to 24 concurrent events of up to 1 MiB here),
+ * not by live data: observed +1 to +35 MiB after 2 000 streams. A leak is proportional to the streams run: one
+ * of 48 KiB per stream (a fraction of one stream's events) exceeds the bound within 2 000 streams, and one of
+ * 3 KiB within a 10-minute soak (~30 000 streams). A few bytes per stream are not what this bound can see.
+ */
+export function memoryBound(baselineBytes: number): number {
+  return baselineBytes + Math.max(96 * 1024 * 1024, baselineBytes / 2)
+}
+
+const MAX_SAMPLES = 20
+
+export async function runSoak(options: SoakOptions): Promise<SoakReport> {
+  const log = options.log ?? (() => {})
+  const upstreamKey = `sk-chaos-${randomBytes(16).toString('hex')}`
+  const gatewayKey = `gw-chaos-${randomBytes(8).toString('hex')}`
+  const secrets = [upstreamKey]
+  const upstream = await startUpstream({ apiKey: upstreamKey })
+  const accessLog = { lines: 0, malformed: 0, outcomes: {} as Record<string, number> }
+  const secretLeaks: string[] = []
+  const scan = (where: string, text: string): void => {
+    for (const secret of [upstreamKey, gatewayKey]) {
+      if (text.includes(secret) && secretLeaks.length < MAX_SAMPLES) secretLeaks.push(`${where}: ${text.slice(0, 200)}`)
+    }
+  }
+  let binary: Binary | undefined
+  try {
+    binary = await startBinary({
+      upstreamKey,
+      keepLines: false,
+      args: [
+        '--upstream', upstream.url,
+        '--concurrency', String(options.concurrency),
+        '--queue-timeout', `${options.queueTimeoutMs}ms`,
+        '--idle-timeout', `${options.idleTimeoutMs}ms`,
+        '--retries', String(options.retries),
+        '--workers', String(options.workers),
+        '--gateway-keys', gatewayKey,
+        '--drain-timeout', '5s',
+      ],
+      onLine: (line) => {
+        accessLog.lines++
+        scan('access log', line)
+        try {
+          const entry = JSON.parse(line) as { outcome?: unknown; id?: unknown; attempts?: unknown }
+          if (typeof entry.outcome !== 'string' || typeof entry.id !== 'string' || typeof entry.attempts !== 'number') {
+            accessLog.malformed++
+          }
+          accessLog.outcomes[String(entry.outcome)] = (accessLog.outcomes[String(entry.outcome)] ?? 0) + 1
+        } catch {
+          accessLog.malformed++
+        }
+      },
+    })
+    return await drive(options, binary, upstream, { secrets, gatewayKey, accessLog, secretLeaks, scan, log })
+  } finally {
+    if (binary?.alive()) await binary.stop('SIGKILL')
+    await upstream.close()
+  }
+}
+
+interface DriveContext {
+  secrets: string[]
+  gatewayKey: string
+  accessLog: SoakReport['accessLog']
+  secretLeaks: string[]
+  scan: (where: string, text: string) => void
+  log: (line: string) => void
+}
+
+async function drive(options: SoakOptions, binary: Binary, upstream: TestUpstream, context: DriveContext): Promise<SoakReport> {
+  const { log, scan } = context
+  const rng = createRng(options.seed)
+  const mixSettings: MixSettings = {
+    idleTimeoutMs: options.idleTimeoutMs,
+    queueTimeoutMs: options.queueTimeoutMs,
+    concurrency: options.concurrency,
+    retries: options.retries,
+    ...(options.weights ? { weights: options.weights } : {}),
+  }
+  const mix = createStreamMix(rng, mixSettings)
+  const faults = Object.fromEntries(FAULTS.map((fault) => [fault, 0])) as Record<string, number>
+  const outcomes: Record<string, number> = {}
+  const outcomesByFault: Record<string, Record<string, number>> = {}
+  const violationSamples: Violation[] = []
+  let violations = 0
+  let overloaded = 0
+  const ownOutcomes = Object.fromEntries(FAULTS.map((fault) => [fault, 0])) as Record<string, number>
+  // What the upstream's attempt count must be for each judged stream, checked once the run is over.
+  const judged: Judged[] = []
+  const watchdogMs = Math.max(30_000, options.idleTimeoutMs * 4 + options.queueTimeoutMs * 4)
+  const started = performance.now()
+  let begun = 0
+
+  const runPlan = async (plan: StreamPlan): Promise<void> => {
+    faults[plan.fault] = (faults[plan.fault] ?? 0) + 1
+    const seen = await runClient(plan, { baseUrl: binary.url, gatewayKey: context.gatewayKey, watchdogMs })
+    const verdict = judge(plan, seen, context.secrets)
+    if (verdict.problems.some((problem) => problem.includes('secret'))) scan(`response to ${plan.id}`, seen.text)
+    outcomes[verdict.outcome] = (outcomes[verdict.outcome] ?? 0) + 1
+    const byFault = (outcomesByFault[plan.fault] ??= {})
+    byFault[verdict.outcome] = (byFault[verdict.outcome] ?? 0) + 1
+    judged.push({ id: plan.id, fault: plan.fault, outcome: verdict.outcome, overload: verdict.overload, expect: plan.expect })
+    if (verdict.overload) overloaded++
+    else ownOutcomes[plan.fault] = (ownOutcomes[plan.fault] ?? 0) + 1
+    if (verdict.problems.length === 0) return
+    violations++
+    if (violationSamples.length < MAX_SAMPLES) {
+      violationSamples.push({
+        id: plan.id,
+        fault: plan.fault,
+        outcome: verdict.outcome,
+        problems: verdict.problems,
+        model: plan.fields,
+        seen: {
+          status: seen.status,
+          ending: seen.ending,
+          events: seen.events.length,
+          ...(seen.error ? { error: seen.error } : {}),
+          tail: seen.text.slice(-300),
+        },
+      })
+    }
+  }
+
+  const phase = async (limit: number, deadline: number): Promise<void> => {
+    const lane = async (): Promise<void> => {
+      while (begun < limit && performance.now() < deadline && binary.alive()) {
+        const group = mix.next()
+        begun += group.length
+        await Promise.all(group.map(runPlan))
+      }
+    }
+    await Promise.all(Array.from({ length: options.lanes }, lane))
+  }
+
+  const totalStreams = options.streams ?? Number.POSITIVE_INFINITY
+  const endAt = started + (options.durationMs ?? Number.POSITIVE_INFINITY)
+  const progress = setInterval(() => {
+    const seconds = Math.round((performance.now() - started) / 1000)
+    log(`[${seconds}s] streams ${judged.length}, violations ${violations}, rss ${mib(safeRss(binary))} MiB`)
+  }, options.progressEveryMs ?? 10_000)
+  let peakBytes = 0
+  const sampler = setInterval(() => (peakBytes = Math.max(peakBytes, safeRss(binary))), 1_000)
+  let baselineBytes = 0
+  try {
+    await phase(Math.min(options.warmupStreams, totalStreams), endAt)
+    await quiesce(binary, upstream)
+    baselineBytes = binary.rss()
+    log(`warm-up done: ${judged.length} streams, baseline rss ${mib(baselineBytes)} MiB`)
+    await phase(totalStreams, endAt)
+  } finally {
+    clearInterval(progress)
+    clearInterval(sampler)
+  }
+  const durationMs = performance.now() - started
+
+  const leaks = await checkLeaks(binary, upstream)
+  await quiesce(binary, upstream)
+  const finalBytes = binary.alive() ? binary.rss() : 0
+  peakBytes = Math.max(peakBytes, finalBytes)
+  const boundBytes = memoryBound(baselineBytes)
+  const memory = { baselineBytes, peakBytes, finalBytes, boundBytes, withinBound: finalBytes <= boundBytes }
+  if (binary.alive()) {
+    scan('/metrics', await (await fetch(`${binary.url}/metrics`)).text())
+    scan('/healthz', await (await fetch(`${binary.url}/healthz`)).text())
+  }
+  const attemptViolations = checkAttempts(judged, upstream)
+  if (context.accessLog.lines < judged.filter((stream) => stream.outcome !== 'client-abort').length) {
+    leaks.push(`access log has ${context.accessLog.lines} lines for ${judged.length} streams: some calls were never logged`)
+  }
+
+  // The graceful stop with nothing in flight: exit 0, stderr only the drain lines.
+  const exit = await binary.stop('SIGTERM', 15_000)
+  scan('stderr', binary.stderr())
+  const stderr = unexpectedStderr(binary.stderr())
+  if (exit.code !== 0) leaks.push(`exit on SIGTERM: ${exit.code ?? exit.signal}`)
+
+  return {
+    seed: options.seed,
+    workers: options.workers,
+    settings: {
+      lanes: options.lanes,
+      concurrency: options.concurrency,
+      queueTimeoutMs: options.queueTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs,
+      retries: options.retries,
+    },
+    durationMs,
+    streams: judged.length,
+    overloaded,
+    faults,
+    ownOutcomes,
+    outcomes,
+    outcomesByFault,
+    violations,
+    violationSamples,
+    attemptViolations,
+    accessLog: context.accessLog,
+    leaks: memory.withinBound ? leaks : [...leaks, `rss ${mib(finalBytes)} MiB above the bound ${mib(boundBytes)} MiB`],
+    secretLeaks: context.secretLeaks,
+    memory,
+    exit: { code: exit.code, signal: exit.signal, stderr },
+    notExercised: options.workers > 0
+      ? ['worker crashes: the binary offers no way to kill a pool worker mid-stream']
+      : ['worker crashes: in-process runner (--workers 0) has no workers'],
+  }
+}
+
+/** Waits until nothing is in flight anywhere, then a moment more for the gateway's heap to settle. */
+async function quiesce(binary: Binary, upstream: TestUpstream): Promise<void> {
+  if (!binary.alive()) return
+  await eventually(async () => (await gatewayState(binary.url)).active === 0 && upstream.inFlight() === 0, 15_000)
+  await new Promise((resolve) => setTimeout(resolve, 1_000))
+}
+
+interface Judged {
+  id: string
+  fault: Fault
+  outcome: string
+  overload: boolean
+  expect: Expectation
+}
+
+/**
+ * Retries happen only before the first byte and never duplicate: a stream that completed made exactly the
+ * attempts its fault asks for (failTimes + 1, …), a stream that failed after its first chunk made exactly one,
+ * an exhausted one made retries + 1; one that met overload or left early made at most what was planned.
+ */
+function checkAttempts(judged: Judged[], upstream: TestUpstream): string[] {
+  const counts = new Map<string, number>()
+  for (const record of upstream.requests) counts.set(record.id, (counts.get(record.id) ?? 0) + 1)
+  const problems: string[] = []
+  for (const { id, fault, outcome, overload, expect } of judged) {
+    const attempts = counts.get(id) ?? 0
+    const planned = 'attempts' in expect ? expect.attempts : 1
+    let ok: boolean
+    if (overload && outcome !== 'queue-timeout' && outcome !== 'error-event:queue_timeout') ok = attempts < planned
+    else if (overload || outcome === 'client-abort') ok = attempts <= planned
+    else if (outcome.startsWith('error-event:')) ok = attempts === 1
+    else ok = attempts === planned
+    if (!ok && problems.length < MAX_SAMPLES) problems.push(`${id} (${fault}, ${outcome}): ${attempts} upstream attempts, planned ${planned}`)
+  }
+  return problems
+}
+
+function safeRss(binary: Binary): number {
+  try {
+    return binary.alive() ? binary.rss() : 0
+  } catch {
+    return 0
+  }
+}
+
+export function mib(bytes: number): string {
+  return (bytes / 1024 / 1024).toFixed(1)
+}
+
+/** The tally as plain text: what ran, what came out, what leaked. */
+export function formatReport(report: SoakReport): string {
+  const lines: string[] = []
+  const { settings } = report
+  lines.push(`chaos soak: seed ${report.seed}, workers ${report.workers}, ${settings.lanes} clients, ` +
+    `--concurrency ${settings.concurrency}, queue ${settings.queueTimeoutMs} ms, idle ${settings.idleTimeoutMs} ms, ` +
+    `retries ${settings.retries}`)
+  lines.push(`streams run: ${report.streams} in ${(report.durationMs / 1000).toFixed(1)} s ` +
+    `(${report.overloaded} met overload: queue timeout or no retry budget left)`)
+  lines.push('faults:')
+  for (const [fault, count] of Object.entries(report.faults)) {
+    if (count === 0) continue
+    const outcomes = Object.entries(report.outcomesByFault[fault] ?? {}).map(([outcome, n]) => `${outcome} ${n}`).join(', ')
+    lines.push(`  ${fault.padEnd(18)} ${String(count).padStart(6)}  → ${outcomes}`)
+  }
+  lines.push(`outcomes: ${Object.entries(report.outcomes).map(([outcome, n]) => `${outcome} ${n}`).join(', ')}`)
+  lines.push(`access log: ${report.accessLog.lines} lines (${report.accessLog.malformed} malformed): ` +
+    Object.entries(report.accessLog.outcomes).map(([outcome, n]) => `${outcome} ${n}`).join(', '))
+  lines.push(`violations: ${report.violations}`)
+  for (const sample of report.violationSamples) lines.push(`  ${JSON.stringify(sample)}`)
+  lines.push(`attempt violations: ${report.attemptViolations.length}`)
+  for (const problem of report.attemptViolations) lines.push(`  ${problem}`)
+  const { memory } = report
+  lines.push(`memory: baseline ${mib(memory.baselineBytes)} MiB, peak ${mib(memory.peakBytes)} MiB, ` +
+    `final ${mib(memory.finalBytes)} MiB, bound ${mib(memory.boundBytes)} MiB (${memory.withinBound ? 'ok' : 'EXCEEDED'})`)
+  lines.push(`leaks found: ${report.leaks.length}`)
+  for (const leak of report.leaks) lines.push(`  ${leak}`)
+  lines.push(`secret leaks: ${report.secretLeaks.length}`)
+  for (const leak of report.secretLeaks) lines.push(`  ${leak}`)
+  lines.push(`exit on SIGTERM: ${report.exit.code ?? report.exit.signal}, unexpected stderr lines: ${report.exit.stderr.length}`)
+  for (const line of report.exit.stderr.slice(0, 10)) lines.push(`  ${line}`)
+  for (const note of report.notExercised) lines.push(`not exercised: ${note}`)
+  lines.push(`seed ${report.seed} (replay: npm run soak -- --seed ${report.seed})`)
+  return lines.join('\n')
+}
+
+/** True when nothing went wrong: no violation, no leak, no secret seen, clean exit. */
+export function soakPassed(report: SoakReport): boolean {
+  return report.violations === 0 && report.attemptViolations.length === 0 && report.leaks.length === 0 &&
+    report.secretLeaks.length === 0 && report.exit.code === 0 && report.exit.stderr.length === 0 &&
+    report.accessLog.malformed === 0
+}
