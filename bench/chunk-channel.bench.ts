@@ -112,7 +112,14 @@ async function throughChannel(
 function many(setup: Setup, streams: number, rounds: number, own: boolean, hold = false) {
   const readers = Array.from({ length: streams }, () => setup.hub.open())
   const ports = own ? readers.map(() => ownPort(setup.hub)) : undefined
-  const task = { kind: 'many', handles: readers.map((r) => r.handle), size: 100, rounds, hold, ports: ports?.map((p) => p.port) }
+  const task = {
+    kind: 'many',
+    handles: readers.map((r) => r.handle),
+    size: 100,
+    rounds,
+    hold,
+    ports: ports?.map((p) => p.port),
+  }
   setup.worker.postMessage(task, ports?.map((p) => p.port) ?? [])
   return { readers, ports }
 }
@@ -154,7 +161,8 @@ export async function run({ only, window = 65_536 }: ChunkChannelBenchOptions = 
   await setup.worker.terminate()
 }
 
-async function throughputSection(setup: Setup): Promise<void> {  const throughput = new Bench({ name: 'chunk channel throughput', time: 1500, warmupTime: 300 })
+async function throughputSection(setup: Setup): Promise<void> {
+  const throughput = new Bench({ name: 'chunk channel throughput', time: 1500, warmupTime: 300 })
   for (const size of SIZES) {
     const count = BYTES_PER_SAMPLE / size
     expectEqual(await inProcess(size, count), BYTES_PER_SAMPLE, `in-process ${size}`)
@@ -176,12 +184,13 @@ async function throughputSection(setup: Setup): Promise<void> {  const throughpu
           'chunks/s': round((samplesPerSecond * BYTES_PER_SAMPLE) / size),
           'MiB/s': round((samplesPerSecond * BYTES_PER_SAMPLE) / MIB),
         }
-      }),
+      })
     ),
   )
 }
 
-async function setupSection(setup: Setup): Promise<void> {  const streams = 1000
+async function setupSection(setup: Setup): Promise<void> {
+  const streams = 1000
   const rounds = 20
   const setupBench = new Bench({ name: 'chunk channel setup', time: 1500, warmupTime: 300 })
   expectEqual(await manyToEnd(setup, streams, rounds, false), streams * rounds * 100, 'many mux')
@@ -231,7 +240,11 @@ async function memorySection(setup: Setup): Promise<void> {
   const during = await settledRss()
   setup.worker.postMessage({ kind: 'close-ports' })
   for (const port of mine) port.close()
-  console.table([{ measure: 'one MessageChannel per stream', 'channels held': held, 'KiB RSS each': round((during - before) / 1024 / held, 1) }])
+  console.table([{
+    measure: 'one MessageChannel per stream',
+    'channels held': held,
+    'KiB RSS each': round((during - before) / 1024 / held, 1),
+  }])
 }
 
 /** RSS after giving the collector a chance (gc() when exposed, e.g. node --expose-gc). */
@@ -244,8 +257,8 @@ async function settledRss(): Promise<number> {
   return process.memoryUsage().rss
 }
 
-const isMain =
-  (import.meta as { main?: boolean }).main ?? (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1])
+const isMain = (import.meta as { main?: boolean }).main ??
+  (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1])
 if (isMain) {
   // Standalone flags: --only=memory,setup,throughput  --window=BYTES
   const flag = (name: string): string | undefined =>

@@ -2,7 +2,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { SluiceError } from '../core/errors.ts'
 import { ChunkReaderHub, ChunkWriterHub, reasonFromWire, reasonToWire } from '../core/pool/chunk-channel.ts'
-import { RUNTIMES, runScenario } from './_runtimes.ts'
+import { runScenario, RUNTIMES } from './_runtimes.ts'
 
 const CASES = 'test/scenarios/chunk-channel-cases.ts'
 const KEEPALIVE = 'test/scenarios/chunk-channel-keepalive.ts'
@@ -68,7 +68,11 @@ describe.each(RUNTIMES)('chunk channel across a worker thread on %s', (runtime) 
   test('cancel reaches a producer whose upstream is stalled within 50 ms (AbortError without a reason)', () => {
     const { cancelStalled } = results
     expect(cancelStalled!.latencyMs as number).toBeLessThan(50)
-    expect(cancelStalled).toMatchObject({ firstChunk: 'data: first\n\n', reason: { name: 'AbortError' }, openStreams: 0 })
+    expect(cancelStalled).toMatchObject({
+      firstChunk: 'data: first\n\n',
+      reason: { name: 'AbortError' },
+      openStreams: 0,
+    })
   })
 
   test('a cancel issued before the worker opened the writer aborts it as soon as it opens', () => {
@@ -145,7 +149,9 @@ describe('chunk channel in one thread (real MessagePorts)', () => {
   }
 
   test('options are validated with the option name and value', () => {
-    expect(() => new ChunkReaderHub({ window: 0 })).toThrow('Expected `window` to be a positive integer, got `0` (number)')
+    expect(() => new ChunkReaderHub({ window: 0 })).toThrow(
+      'Expected `window` to be a positive integer, got `0` (number)',
+    )
     expect(() => new ChunkReaderHub().open({ window: 1.5 })).toThrow(RangeError)
     const { port1 } = new MessageChannel()
     opened.push(port1)
@@ -190,7 +196,9 @@ describe('chunk channel in one thread (real MessagePorts)', () => {
   test('events and the end wait behind data that waits for credit', async () => {
     const { readers, writers } = connect(10)
     const seen: string[] = []
-    const reader = readers.open({ onEvent: (event) => seen.push(`event ${String(event)} after ${reader.receivedBytes}`) })
+    const reader = readers.open({
+      onEvent: (event) => seen.push(`event ${String(event)} after ${reader.receivedBytes}`),
+    })
     const writer = writers.open(reader.handle)
     void writer.write(new Uint8Array(25))
     writer.event('x')
@@ -218,7 +226,9 @@ describe('chunk channel in one thread (real MessagePorts)', () => {
   test('a writer opened for a stream without a reader is cancelled at once', async () => {
     const { writers } = connect()
     const writer = writers.open({ id: 999, window: 64 })
-    const reason = await new Promise((resolve) => writer.signal.addEventListener('abort', () => resolve(writer.signal.reason)))
+    const reason = await new Promise((resolve) =>
+      writer.signal.addEventListener('abort', () => resolve(writer.signal.reason))
+    )
     expect(reason).toMatchObject({ code: 'ERR_CLOSED', message: 'chunk stream 999 has no reader' })
     await expect(writer.write(new Uint8Array(1))).rejects.toBe(reason)
     expect(writers.openWriters).toBe(0)

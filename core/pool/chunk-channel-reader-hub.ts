@@ -16,11 +16,20 @@ import { SluiceError } from '../errors.ts'
 import { holdAlive } from '../keep-alive.ts'
 import { positiveInteger } from '../validate.ts'
 import { FrameBatch } from './chunk-channel-batch.ts'
-import { listenForBatches, type ChunkPort } from './chunk-channel-port.ts'
-import { FRAME_SIZE, OP_CANCEL, OP_DATA, OP_END, OP_ERROR, OP_EVENT, OP_GRANT, OP_OPEN } from './chunk-channel-protocol.ts'
+import { type ChunkPort, listenForBatches } from './chunk-channel-port.ts'
+import {
+  FRAME_SIZE,
+  OP_CANCEL,
+  OP_DATA,
+  OP_END,
+  OP_ERROR,
+  OP_EVENT,
+  OP_GRANT,
+  OP_OPEN,
+} from './chunk-channel-protocol.ts'
 import type { WireBatch } from './chunk-channel-protocol.ts'
 import { reasonFromWire, reasonToWire } from './chunk-channel-reason.ts'
-import { ConsumerStream, type ChunkReader, type ReaderLink } from './chunk-channel-reader.ts'
+import { type ChunkReader, ConsumerStream, type ReaderLink } from './chunk-channel-reader.ts'
 
 export interface ChunkReaderHubOptions {
   /** Default credit window per stream, in bytes. Default 65 536. */
@@ -169,7 +178,9 @@ class PortLink implements ChunkLink, ReaderLink {
         // A batch shared by several streams is cut into exact copies, so a slow client pins only its own bytes,
         // not every other stream's; a one-stream batch is handed on as views (no copy).
         if (reader !== undefined && reader.link === this) {
-          reader.push(copyData ? new Uint8Array(buffer.slice(offset, offset + arg)) : new Uint8Array(buffer!, offset, arg))
+          reader.push(
+            copyData ? new Uint8Array(buffer.slice(offset, offset + arg)) : new Uint8Array(buffer!, offset, arg),
+          )
         }
         offset += arg
       } else if (op === OP_OPEN) {

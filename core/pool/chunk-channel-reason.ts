@@ -43,10 +43,9 @@ export function reasonToWire(reason: unknown): unknown {
  */
 export function reasonFromWire(wire: unknown): unknown {
   if (!isWireError(wire)) return wire
-  const error: Error =
-    wire.name === 'AbortError' || wire.name === 'TimeoutError'
-      ? new DOMException(wire.message, wire.name)
-      : Object.assign(new Error(wire.message), wire.props)
+  const error: Error = wire.name === 'AbortError' || wire.name === 'TimeoutError'
+    ? new DOMException(wire.message, wire.name)
+    : Object.assign(new Error(wire.message), wire.props)
   // DOMException's name is a getter; setting it on an Error is an own property.
   if (!(error instanceof DOMException)) error.name = wire.name
   if (wire.stack !== undefined) Object.defineProperty(error, 'stack', { value: wire.stack, configurable: true })

@@ -11,11 +11,11 @@ import { SluiceError } from '../errors.ts'
 import { holdAlive } from '../keep-alive.ts'
 import { positiveInteger } from '../validate.ts'
 import { FrameBatch } from './chunk-channel-batch.ts'
-import { listenForBatches, type ChunkPort } from './chunk-channel-port.ts'
+import { type ChunkPort, listenForBatches } from './chunk-channel-port.ts'
 import { FRAME_SIZE, OP_CANCEL, OP_GRANT, OP_OPEN } from './chunk-channel-protocol.ts'
 import type { ChunkChannelHandle, WireBatch } from './chunk-channel-protocol.ts'
 import { reasonFromWire } from './chunk-channel-reason.ts'
-import { ProducerStream, type ChunkWriter } from './chunk-channel-writer.ts'
+import { type ChunkWriter, ProducerStream } from './chunk-channel-writer.ts'
 
 export interface ChunkWriterHubOptions {
   /** A batch this large is posted at once instead of at the end of the turn. Default 65 536. */

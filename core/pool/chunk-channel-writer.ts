@@ -39,7 +39,12 @@ export interface ChunkWriter {
 
 type QueuedItem =
   | { readonly chunk: Uint8Array; offset: number; readonly done: ReturnType<typeof deferred<void>> }
-  | { readonly chunk: null; readonly op: number; readonly value: unknown; readonly done?: ReturnType<typeof deferred<void>> }
+  | {
+    readonly chunk: null
+    readonly op: number
+    readonly value: unknown
+    readonly done?: ReturnType<typeof deferred<void>>
+  }
 
 const RESOLVED = Promise.resolve()
 const OPEN = 0

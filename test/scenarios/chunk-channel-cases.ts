@@ -7,7 +7,7 @@ import process from 'node:process'
 import { setImmediate } from 'node:timers'
 import { sharedNow } from '../../core/clock.ts'
 import { SluiceError } from '../../core/errors.ts'
-import { ChunkReaderHub, type ChunkLink, type ChunkReader } from '../../core/pool/chunk-channel.ts'
+import { type ChunkLink, type ChunkReader, ChunkReaderHub } from '../../core/pool/chunk-channel.ts'
 import { kSentBytes, runtimeName, seededChunks, spawnTsWorker } from './chunk-channel-fixtures.ts'
 import { runMain } from './_verdict.ts'
 
@@ -53,7 +53,7 @@ class Producer {
 
   #queue(name: string): Report[] {
     let queue = this.#reports.get(name)
-    if (queue === undefined) this.#reports.set(name, (queue = []))
+    if (queue === undefined) this.#reports.set(name, queue = [])
     return queue
   }
 }
@@ -103,7 +103,8 @@ const cases: Record<string, Case> = {
     const params = { seed: 42, count: 2000, maxSize: 16_384, eventEvery: 7 }
     const events: Array<{ type: string; bytesBefore: number; receivedAtArrival: number }> = []
     const reader: ChunkReader = hub.open({
-      onEvent: (event) => events.push({ ...(event as { type: string; bytesBefore: number }), receivedAtArrival: reader.receivedBytes }),
+      onEvent: (event) =>
+        events.push({ ...(event as { type: string; bytesBefore: number }), receivedAtArrival: reader.receivedBytes }),
     })
     producer.run('seeded', reader, params)
     const { chunks, bytes } = await readAll(reader.stream)
@@ -143,7 +144,12 @@ const cases: Record<string, Case> = {
       const reader = hub.open({ window })
       producer.run('burst', reader, { count: 1000, size: 64 })
       const { chunks, bytes } = await readAll(reader.stream)
-      runs[`window${window}`] = { chunksWritten: 1000, bytes, reads: chunks.length, messages: producer.link.messagesReceived - before }
+      runs[`window${window}`] = {
+        chunksWritten: 1000,
+        bytes,
+        reads: chunks.length,
+        messages: producer.link.messagesReceived - before,
+      }
     }
     return runs
   },
@@ -187,7 +193,15 @@ const cases: Record<string, Case> = {
       maxInFlight = Math.max(maxInFlight, Atomics.load(producer.shared, kSentBytes) - consumed)
     }
     const finished = await producer.next('credit-done')
-    return { window, total, consumed, blockedSentBytes: blocked.sentBytes, sentAfterRoundTrip: pong.sentBytes, maxInFlight, sentBytes: finished.sentBytes }
+    return {
+      window,
+      total,
+      consumed,
+      blockedSentBytes: blocked.sentBytes,
+      sentAfterRoundTrip: pong.sentBytes,
+      maxInFlight,
+      sentBytes: finished.sentBytes,
+    }
   },
 
   async cancelBlocked(hub, producer) {
@@ -208,7 +222,12 @@ const cases: Record<string, Case> = {
     const start = sharedNow()
     await streamReader.cancel()
     const cancelled = await producer.next('stall-cancelled')
-    return { firstChunk: text([first.value!]), latencyMs: (cancelled.at as number) - start, reason: cancelled.reason, openStreams: hub.openStreams }
+    return {
+      firstChunk: text([first.value!]),
+      latencyMs: (cancelled.at as number) - start,
+      reason: cancelled.reason,
+      openStreams: hub.openStreams,
+    }
   },
 
   async earlyCancel(hub, producer) {
@@ -216,7 +235,11 @@ const cases: Record<string, Case> = {
     await reader.stream.cancel(new Error('gave up while queued'))
     producer.run('early', reader)
     const cancelled = await producer.next('early-cancelled')
-    return { latencyMs: (cancelled.at as number) - (cancelled.openedAt as number), reason: cancelled.reason, openStreams: hub.openStreams }
+    return {
+      latencyMs: (cancelled.at as number) - (cancelled.openedAt as number),
+      reason: cancelled.reason,
+      openStreams: hub.openStreams,
+    }
   },
 
   async producerError(hub, producer) {
@@ -248,7 +271,12 @@ const cases: Record<string, Case> = {
       for await (const chunk of reader.stream) bytesBeforeError += chunk.byteLength
       return { error: 'stream closed instead of erroring' }
     } catch (error) {
-      return { bytesBeforeError, consumerError: describe(error), producerReason: cancelled.reason, openStreams: hub.openStreams }
+      return {
+        bytesBeforeError,
+        consumerError: describe(error),
+        producerReason: cancelled.reason,
+        openStreams: hub.openStreams,
+      }
     }
   },
 
@@ -267,7 +295,12 @@ const cases: Record<string, Case> = {
       }
       return { error: 'stream closed instead of erroring' }
     } catch (error) {
-      return { bytesAtLeast8192: bytes >= 8192, error: describe(error), openStreams: hub.openStreams, linkStreams: doomed.link.openStreams }
+      return {
+        bytesAtLeast8192: bytes >= 8192,
+        error: describe(error),
+        openStreams: hub.openStreams,
+        linkStreams: doomed.link.openStreams,
+      }
     }
   },
 

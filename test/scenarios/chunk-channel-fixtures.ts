@@ -37,7 +37,8 @@ export function spawnTsWorker(url: URL): Worker {
   const g = globalThis as { Bun?: unknown; Deno?: unknown }
   if (g.Bun !== undefined || g.Deno !== undefined) return new Worker(url)
   const tsxApi = import.meta.resolve('tsx/esm/api')
-  const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(url.href)}) })`
+  const entry = JSON.stringify(url.href)
+  const bootstrap = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${entry}) })`
   return new Worker(bootstrap, { eval: true })
 }
 

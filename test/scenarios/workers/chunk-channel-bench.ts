@@ -31,7 +31,7 @@ let shared: ChunkWriterHub
 let held: Array<{ writer: ChunkWriter; hub: ChunkWriterHub }> = []
 const heldPorts: MessagePort[] = []
 
-/** `count` chunks of `size` bytes; byte 0 of chunk i is i & 255 (the bench checks it). One buffer, reused: write() copies. */
+/** `count` chunks of `size` bytes; byte 0 of chunk i is i & 255 (the bench checks it). */
 export function chunkSource(size: number, count: number): ReadableStream<Uint8Array> {
   let index = 0
   return new ReadableStream<Uint8Array>({
@@ -103,5 +103,5 @@ port.on('message', (message: { kind: string; port?: MessagePort }) => {
   else if (message.kind === 'many') void many(message as ManyTask)
   else if (message.kind === 'release') void release(held.splice(0))
   else if (message.kind === 'hold-ports') holdPorts((message as unknown as { ports: MessagePort[] }).ports)
-  else if (message.kind === 'close-ports') for (const held of heldPorts.splice(0)) held.close()
+  else if (message.kind === 'close-ports') heldPorts.splice(0).forEach((held) => held.close())
 })
