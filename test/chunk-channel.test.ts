@@ -108,6 +108,18 @@ describe.each(RUNTIMES)('chunk channel across a worker thread on %s', (runtime) 
     })
   })
 
+  test('a worker terminated with nobody watching its exit still fails its streams: its port closes', () => {
+    expect(results.terminatedUnwatched).toEqual({
+      error: {
+        name: 'SluiceError',
+        code: 'ERR_WORKER_CRASHED',
+        message: 'chunk channel port closed: its worker ended or closed it',
+      },
+      openStreams: 0,
+      linkStreams: 0,
+    })
+  })
+
   test('a worker that crashes fails its streams after the data it sent', () => {
     expect(results.crashed).toMatchObject({
       dataBeforeError: 'data: before crash\n\n',

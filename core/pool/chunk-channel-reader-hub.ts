@@ -57,7 +57,9 @@ export interface ChunkLink {
   /**
    * The worker behind this port is gone (its 'exit'/'error'), or the port is being retired: errors every reader
    * bound to it with `error` (after the chunks they already received) and stops listening. Readers not yet bound
-   * are the caller's (their task rejects: call `reader.fail()`).
+   * are the caller's (their task rejects: call `reader.fail()`). Happens by itself, with ERR_WORKER_CRASHED, when
+   * the port closes (the worker died or closed its end); the first failure wins. Measured: on `terminate()` the
+   * port's 'close' comes before the worker's 'exit' on Node and Bun; an uncaught error's 'error' event comes first.
    */
   fail(error: unknown): void
   /** Detaches the port (e.g. a per-stream port after its stream ended): `fail()` with an ERR_CLOSED error. */
@@ -129,7 +131,13 @@ class PortLink implements ChunkLink, ReaderLink {
     // Main → worker batches hold only grants and cancels: no data, so no byte limit applies.
     this.#batch = new FrameBatch(port, Number.MAX_SAFE_INTEGER)
     this.#readers = readers
-    this.#stopListening = listenForBatches(port, (batch) => this.#receive(batch))
+    // Safety net for a pool that misses its worker's 'exit': a dead worker's port closes, and nothing bound to it
+    // may wait forever.
+    this.#stopListening = listenForBatches(
+      port,
+      (batch) => this.#receive(batch),
+      () => this.fail(new SluiceError('ERR_WORKER_CRASHED', 'chunk channel port closed: its worker ended or closed it')),
+    )
   }
 
   get openStreams(): number {

@@ -3,6 +3,8 @@
  * the hub share one batch, so many slow streams of one worker cost one `postMessage` per event-loop turn rather
  * than one per chunk.
  *
+ * If the port closes (the main side closed it), every open writer is aborted, so its upstream is cancelled.
+ *
  * Keep-alive: the port is unref'd; the hub holds `holdAlive()` while any writer is open, so a producer waiting
  * for credit keeps its worker alive, and an idle hub does not.
  * @module
@@ -43,7 +45,11 @@ export class ChunkWriterHub {
 
   constructor(port: ChunkPort, { maxBatchBytes = 65_536 }: ChunkWriterHubOptions = {}) {
     this.#batch = new FrameBatch(port, positiveInteger('maxBatchBytes', maxBatchBytes))
-    this.#stopListening = listenForBatches(port, (batch) => this.#receive(batch))
+    this.#stopListening = listenForBatches(
+      port,
+      (batch) => this.#receive(batch),
+      () => this.close(new SluiceError('ERR_CLOSED', 'chunk channel port closed: the consumer side is gone')),
+    )
   }
 
   /** Writers open on this hub. */

@@ -304,6 +304,23 @@ const cases: Record<string, Case> = {
     }
   },
 
+  // No 'exit' handler at all: the port's own 'close' must fail the stream.
+  async terminatedUnwatched(hub) {
+    const doomed = new Producer(hub)
+    await doomed.next('ready')
+    const reader = hub.open({ window: 4096 })
+    doomed.run('forever', reader, { chunkSize: 512 })
+    await doomed.next('forever-started')
+    const streamReader = reader.stream.getReader()
+    await streamReader.read()
+    await doomed.worker.terminate()
+    try {
+      for (;;) if ((await streamReader.read()).done) return { error: 'stream closed instead of erroring' }
+    } catch (error) {
+      return { error: describe(error), openStreams: hub.openStreams, linkStreams: doomed.link.openStreams }
+    }
+  },
+
   async crashed(hub) {
     const doomed = new Producer(hub)
     await doomed.next('ready')
