@@ -258,6 +258,25 @@ describe('chunk channel in one thread (real MessagePorts)', () => {
     expect(readers.openStreams).toBe(0)
   })
 
+  test('when the consumer side closes its port, open writers are aborted (their upstream gets cancelled)', async () => {
+    const { port1, port2 } = new MessageChannel()
+    opened.push(port2)
+    const readers = new ChunkReaderHub()
+    readers.attach(port1)
+    const writers = new ChunkWriterHub(port2)
+    const writer = writers.open(readers.open().handle)
+    const aborted = new Promise((resolve) => {
+      writer.signal.addEventListener('abort', () => resolve(writer.signal.reason))
+    })
+    port1.close()
+    expect(await aborted).toMatchObject({
+      code: 'ERR_CLOSED',
+      message: 'chunk channel port closed: the consumer side is gone',
+    })
+    expect(writers.openWriters).toBe(0)
+    readers.close()
+  })
+
   test('reasons survive the trip: code and primitive fields, DOMException names, uncloneable values', () => {
     const error = Object.assign(new SluiceError('ERR_UPSTREAM_STATUS', 'bad gateway'), { status: 502, body: { no: 1 } })
     const back = reasonFromWire(structuredClone(reasonToWire(error))) as Error & Record<string, unknown>
