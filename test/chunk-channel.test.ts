@@ -2,6 +2,7 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads'
 import { afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { SluiceError } from '../core/errors.ts'
 import { ChunkReaderHub, ChunkWriterHub, reasonFromWire, reasonToWire } from '../core/pool/chunk-channel.ts'
+import type { ChunkLink } from '../core/pool/chunk-channel.ts'
 import { runScenario, RUNTIMES } from './_runtimes.ts'
 
 const CASES = 'test/scenarios/chunk-channel-cases.ts'
@@ -152,12 +153,12 @@ describe('chunk channel in one thread (real MessagePorts)', () => {
     for (const port of opened.splice(0)) port.close()
   })
 
-  function connect(window = 1024): { readers: ChunkReaderHub; writers: ChunkWriterHub } {
+  function connect(window = 1024): { readers: ChunkReaderHub; writers: ChunkWriterHub; link: ChunkLink } {
     const { port1, port2 } = new MessageChannel()
     opened.push(port1, port2)
     const readers = new ChunkReaderHub({ window })
-    readers.attach(port1)
-    return { readers, writers: new ChunkWriterHub(port2) }
+    const link = readers.attach(port1)
+    return { readers, writers: new ChunkWriterHub(port2), link }
   }
 
   test('options are validated with the option name and value', () => {
@@ -256,6 +257,28 @@ describe('chunk channel in one thread (real MessagePorts)', () => {
     readers.close()
     await expect(reader.stream.getReader().read()).rejects.toMatchObject({ code: 'ERR_CLOSED' })
     expect(readers.openStreams).toBe(0)
+  })
+
+  test('retiring a live link fails its readers and cancels their writers with the same error', async () => {
+    const { readers, writers, link } = connect()
+    const reader = readers.open()
+    const writer = writers.open(reader.handle)
+    await writer.write(new Uint8Array([1, 2, 3]))
+    const streamReader = reader.stream.getReader()
+    expect((await streamReader.read()).value).toEqual(new Uint8Array([1, 2, 3]))
+    expect(link.openStreams).toBe(1)
+    link.close()
+    const detached = { code: 'ERR_CLOSED', message: 'chunk channel port detached' }
+    await expect(streamReader.read()).rejects.toMatchObject(detached)
+    const reason = await new Promise((resolve) => {
+      writer.signal.addEventListener('abort', () => resolve(writer.signal.reason))
+    })
+    expect(reason).toMatchObject(detached)
+    expect({ link: link.openStreams, readers: readers.openStreams, writers: writers.openWriters }).toEqual({
+      link: 0,
+      readers: 0,
+      writers: 0,
+    })
   })
 
   test('when the consumer side closes its port, open writers are aborted (their upstream gets cancelled)', async () => {
