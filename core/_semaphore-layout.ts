@@ -29,6 +29,8 @@ export const kMagic = 6
 export const kMaxOwners = 7
 export const kRingSize = 8
 export const kMaxWaiting = 9
+/** Threads sleeping in Atomics.wait on kState for the section lock: an unlock notifies them when > 0. */
+export const kLockSleepers = 10
 const HEADER_WORDS = 16
 
 /** Redo-log entries a section may stage (index, value pairs). */
@@ -47,12 +49,14 @@ export const kOwnerIntent = 2
 export const kOwnerStatus = 3
 /** Bumped by each reclaim, so a stale instance notices that its owner id was taken away. */
 export const kOwnerGeneration = 4
-const OWNER_WORDS = 5
+/** Rung (incremented, then notified) after a section granted or cancelled one of this owner's tickets. */
+export const kOwnerDoorbell = 5
+const OWNER_WORDS = 6
 export const OWNER_FREE = 0
 export const OWNER_LIVE = 1
 export const OWNER_DEAD = 2
 
-// Ring slot: one per ticket modulo ringSize. A waiter parks on its own kSlotState word.
+// Ring slot: one per ticket modulo ringSize. Its kSlotState word says whether the ticket still waits.
 export const kSlotState = 0
 /** weight | owner << WHO_OWNER_SHIFT */
 export const kSlotWho = 1
@@ -127,11 +131,6 @@ export class Layout {
   /** Index of the state word of the slot that `ticket` uses; the who word follows it. */
   slot(ticket: number): number {
     return this.#ringBase + (ticket & this.#ringMask) * SLOT_WORDS
-  }
-
-  /** Index of the state word of ring position `position` (0…ringSize-1), for whole-ring scans. */
-  slotAt(position: number): number {
-    return this.#ringBase + position * SLOT_WORDS
   }
 }
 

@@ -3,9 +3,9 @@
  *
  * Tickets are handed out in order (kTail) and served in order (kHead): strict FIFO across threads, with
  * head-of-line blocking by a heavy head as the accepted trade-off (as in async-mutex). Each ticket has its own
- * slot in a ring, and its waiter parks on that slot's state word, so a wake-up is never meant for anyone else
- * and an abandoned wait cannot swallow it. Granting moves the permits to the waiter's owner *before* marking the
- * slot granted (both in one section), so a woken waiter never has to race for permits.
+ * slot in a ring, whose state word its waiter checks: a wake-up (see _semaphore-doorbell.ts) settles exactly the
+ * tickets whose word changed. Granting moves the permits to the waiter's owner *before* marking the slot
+ * granted (both in one section), so a woken waiter never has to race for permits.
  * @module
  */
 import {
@@ -45,8 +45,8 @@ export function enqueue(section: Section, layout: Layout, weight: number, owner:
 
 /**
  * Serves the head of the queue while it fits in the free permits: skips cancelled tickets, cancels tickets of
- * dead owners, grants the rest in order. Appends the tickets it granted or cancelled to `woken`: notify them
- * after the commit. Stops at the first waiting ticket that does not fit (strict FIFO). Returns true if it
+ * dead owners, grants the rest in order. Appends each ticket it granted or cancelled, and its owner, to `woken`
+ * (flat pairs): wake them after the commit. Stops at the first waiting ticket that does not fit (strict FIFO). Returns true if it
  * stopped only because the section's redo log is full: run another section to continue.
  */
 export function grantHeads(section: Section, layout: Layout, woken: number[]): boolean {
@@ -75,7 +75,7 @@ export function grantHeads(section: Section, layout: Layout, woken: number[]): b
         section.write(ledger, section.read(ledger) + weight)
         section.write(slot + kSlotState, slotWord(head, SLOT_GRANTED))
       }
-      woken.push(head)
+      woken.push(head, owner)
       waiting--
     }
     head = (head + 1) | 0
@@ -105,8 +105,9 @@ export function cancelTicket(section: Section, layout: Layout, ticket: number): 
 
 /**
  * Cancels waiting tickets of `owner` from ticket `from` (clamped to the head) towards `to`, as many as the
- * section's log allows, appending them to `woken`. Returns the ticket to continue from: done once it is not before `to`. Tickets handed out
- * after the owner was marked dead cannot be its own, so `to` is the tail read at that moment.
+ * section's log allows, appending them (ticket, owner) to `woken`. Returns the ticket to continue from: done
+ * once it is not before `to`. Tickets handed out after the owner was marked dead cannot be its own, so `to` is
+ * the tail read at that moment.
  */
 export function cancelOwnerTickets(
   section: Section,
@@ -126,7 +127,7 @@ export function cancelOwnerTickets(
       whoOwner(section.read(slot + kSlotWho)) === owner
     ) {
       section.write(slot + kSlotState, slotWord(ticket, SLOT_CANCELLED))
-      woken.push(ticket)
+      woken.push(ticket, owner)
       waiting--
     }
     ticket = (ticket + 1) | 0

@@ -1,29 +1,22 @@
 /**
- * One pending `SharedSemaphore.acquire()`: enters the queue, parks on its own slot with Atomics.waitAsync,
- * and leaves the queue cleanly on timeout or abort.
- *
- * Wait protocol: the waiter parks with `Atomics.waitAsync(slotState, slotWord(ticket, SLOT_WAITING))`. The engine
- * compares and enqueues atomically with respect to `Atomics.notify`, so a grant that lands before the park makes
- * the wait return 'not-equal' at once: no lost wake-up. Only a grant (which moved the permits to this owner
- * first), a reclaim of this owner, or this waiter's own cancellation changes that word; a wake-up that finds the
- * word unchanged (the slot's previous ticket being cancelled, say) parks again. A cancelling waiter notifies its
- * own slot afterwards, so that its abandoned waitAsync settles instead of lingering in the engine's waiter list.
- *
- * While anything is pending, a keep-alive hold is taken (a pending waitAsync keeps no runtime alive).
+ * One pending `SharedSemaphore.acquire()`: enters the queue, waits for its owner's doorbell (see
+ * _semaphore-doorbell.ts) or for a grant made in this very thread, and leaves the queue cleanly on timeout or
+ * abort. While it is pending it holds the process alive (a pending waitAsync keeps no runtime alive).
  * @module
  */
 import { onAbort } from './abort.ts'
 import { TimeoutError } from './errors.ts'
 import { holdAlive } from './keep-alive.ts'
-import { kSlotState, SLOT_WAITING, slotWord } from './_semaphore-layout.ts'
-import type { Layout } from './_semaphore-layout.ts'
+import type { Doorbell, Parked } from './_semaphore-doorbell.ts'
 
 /** How long to wait before retrying a section that found the lock busy beyond its budget. */
 export const RETRY_MS = 1
 
-/** What a waiter needs from its semaphore; every method runs one locked section. */
+/** What a waiter needs from its semaphore; `enter`, `leave` and `outcome` each run one locked section. */
 export interface WaiterHost<P> {
-  readonly layout: Layout
+  readonly doorbell: Doorbell
+  /** This thread's parked waiters on the same buffer, by ticket, for grants made in this thread. */
+  readonly local: Map<number, Parked>
   /** Takes the permits at once (returns the permit), enqueues (sets `ticket`, returns 'queued'), or fails. */
   enter(waiter: PendingAcquire<P>): P | 'queued' | 'busy' | Error
   /** Takes the ticket out of the queue, giving the permits back if a grant won the race; false when busy. */
@@ -37,24 +30,23 @@ const PHASE_PARKED = 1
 const PHASE_LEAVING = 2
 const PHASE_DONE = 3
 
-// Waiters of this thread by buffer and ticket, so that a grant made in this thread resolves them directly,
-// without the event-loop hop of a waitAsync wake-up (the notify still follows, to settle that waitAsync).
-const waitersByBuffer = new WeakMap<SharedArrayBuffer, Map<number, PendingAcquire<unknown>>>()
+// Waiters of this thread by buffer and ticket, so that a grant made in this thread settles them directly,
+// without ringing a doorbell and the event-loop hop of its wake-up.
+const waitersByBuffer = new WeakMap<SharedArrayBuffer, Map<number, Parked>>()
 
 /** This thread's parked waiters on `buffer`, by ticket. */
-export function localWaiters(buffer: SharedArrayBuffer): Map<number, PendingAcquire<unknown>> {
+export function localWaiters(buffer: SharedArrayBuffer): Map<number, Parked> {
   let waiters = waitersByBuffer.get(buffer)
   if (!waiters) waitersByBuffer.set(buffer, (waiters = new Map()))
   return waiters
 }
 
-export class PendingAcquire<P> {
+export class PendingAcquire<P> implements Parked {
   readonly weight: number
   /** Set by `WaiterHost.enter` when it queues. */
   ticket = 0
   readonly promise: Promise<P>
   readonly #host: WaiterHost<P>
-  readonly #waiters: Map<number, PendingAcquire<unknown>>
   #phase = PHASE_ENTERING
   #settled = false
   #resolve!: (permit: P) => void
@@ -62,12 +54,11 @@ export class PendingAcquire<P> {
   #timer: ReturnType<typeof setTimeout> | undefined
   #retry: ReturnType<typeof setTimeout> | undefined
   #disposeAbort: () => void = noop
-  #releaseHold: () => void
+  readonly #releaseHold: () => void
 
   constructor(host: WaiterHost<P>, weight: number, signal: AbortSignal | undefined, timeoutMs: number | undefined) {
     this.#host = host
     this.weight = weight
-    this.#waiters = localWaiters(host.layout.i32.buffer as SharedArrayBuffer)
     this.promise = new Promise<P>((resolve, reject) => {
       this.#resolve = resolve
       this.#reject = reject
@@ -83,51 +74,36 @@ export class PendingAcquire<P> {
     if (!this.#settled) this.#enter()
   }
 
-  /** A section in this thread granted or cancelled this ticket: settle now rather than after the wake-up. */
+  /** The ticket was granted or cancelled by someone else (or not: then nothing happens). */
   changed(): void {
-    this.#wake()
-  }
-
-  readonly #enter = (): void => {
-    this.#retry = undefined
-    const result = this.#host.enter(this)
-    if (result === 'busy') {
-      this.#retry = setTimeout(this.#enter, RETRY_MS)
-    } else if (result === 'queued') {
-      this.#phase = PHASE_PARKED
-      this.#waiters.set(this.ticket, this as PendingAcquire<unknown>)
-      this.#park()
-    } else {
-      this.#phase = PHASE_DONE
-      this.#succeed(result)
-      this.#releaseHold()
-    }
-  }
-
-  #park(): void {
-    const i32 = this.#host.layout.i32
-    const result = Atomics.waitAsync(i32, this.#slot(), slotWord(this.ticket, SLOT_WAITING))
-    if (result.async) void result.value.then(this.#wake)
-    else this.#wake()
-  }
-
-  readonly #wake = (): void => {
-    if (this.#phase !== PHASE_PARKED) return
-    if (Atomics.load(this.#host.layout.i32, this.#slot()) === slotWord(this.ticket, SLOT_WAITING)) {
-      this.#park()
-      return
-    }
+    if (this.#phase !== PHASE_PARKED || !this.#host.doorbell.hasChanged(this.ticket)) return
     this.#done()
-    this.#succeed(this.#host.outcome(this))
-  }
-
-  #succeed(outcome: P | Error): void {
+    const outcome = this.#host.outcome(this)
     if (outcome instanceof Error) {
       this.#fail(outcome)
       return
     }
     this.#settle()
     this.#resolve(outcome)
+  }
+
+  #enter(): void {
+    this.#retry = undefined
+    const result = this.#host.enter(this)
+    if (result === 'busy') {
+      this.#retry = setTimeout(() => this.#enter(), RETRY_MS)
+    } else if (result === 'queued') {
+      this.#phase = PHASE_PARKED
+      this.#host.local.set(this.ticket, this)
+      this.#host.doorbell.park(this)
+    } else if (result instanceof Error) {
+      this.#fail(result)
+    } else {
+      this.#phase = PHASE_DONE
+      this.#releaseHold()
+      this.#settle()
+      this.#resolve(result)
+    }
   }
 
   #fail(reason: unknown): void {
@@ -144,14 +120,12 @@ export class PendingAcquire<P> {
     }
   }
 
-  readonly #leave = (): void => {
+  #leave(): void {
     if (!this.#host.leave(this)) {
-      this.#retry = setTimeout(this.#leave, RETRY_MS)
+      this.#retry = setTimeout(() => this.#leave(), RETRY_MS)
       return
     }
     this.#done()
-    // Settles this waiter's own abandoned waitAsync (anyone else woken re-checks their word and parks again).
-    Atomics.notify(this.#host.layout.i32, this.#slot())
   }
 
   #settle(): void {
@@ -162,12 +136,9 @@ export class PendingAcquire<P> {
 
   #done(): void {
     this.#phase = PHASE_DONE
-    this.#waiters.delete(this.ticket)
+    this.#host.local.delete(this.ticket)
+    this.#host.doorbell.unpark(this.ticket)
     this.#releaseHold()
-  }
-
-  #slot(): number {
-    return this.#host.layout.slot(this.ticket) + kSlotState
   }
 }
 

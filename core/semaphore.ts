@@ -8,7 +8,8 @@
  *   queued, is one CAS that takes the permits, locks and records the taker at once, then two stores.
  * - `_semaphore-queue.ts`: tickets in a ring; releases, cancellations and reclaims grant the head tickets that
  *   now fit, moving the permits to their owners before waking them.
- * - `_semaphore-waiter.ts`: a waiter parks with Atomics.waitAsync on its own slot, and holds the process alive.
+ * - `_semaphore-doorbell.ts`: one armed Atomics.waitAsync per owner tells its queued acquires they were granted.
+ * - `_semaphore-waiter.ts`: one pending acquire: timeout, abort, leaving the queue, holding the process alive.
  * - Every thread has an owner id with a ledger in shared memory: `reclaim(owner)` returns exactly what it held.
  * @module
  */
@@ -34,9 +35,10 @@ import {
   OWNER_LIVE,
   readLayout,
   SLOT_CANCELLED,
-  SLOT_GRANTED,
   slotWord,
 } from './_semaphore-layout.ts'
+import { Doorbell, ring } from './_semaphore-doorbell.ts'
+import type { Parked } from './_semaphore-doorbell.ts'
 import type { Layout } from './_semaphore-layout.ts'
 import { cancelOwnerTickets, cancelTicket, enqueue, grantHeads } from './_semaphore-queue.ts'
 import { FAST_DONE, FAST_REFUSED, Section } from './_semaphore-section.ts'
@@ -118,7 +120,7 @@ export class SharedSemaphore {
   readonly #i32: Int32Array
   readonly #section: Section
   readonly #generation: number
-  readonly #waiters: Map<number, PendingAcquire<unknown>>
+  readonly #waiters: Map<number, Parked>
   readonly #host: WaiterHost<Permit>
   readonly #release: (weight: number) => void
 
@@ -147,7 +149,8 @@ export class SharedSemaphore {
     this.#waiters = localWaiters(this.handle.buffer)
     this.#release = (weight) => this.#giveBack(weight)
     this.#host = {
-      layout,
+      doorbell: new Doorbell(layout, owner),
+      local: this.#waiters,
       enter: (waiter) => this.#enter(waiter),
       leave: (waiter) => this.#leave(waiter),
       outcome: (waiter) => this.#outcome(waiter),
@@ -207,14 +210,16 @@ export class SharedSemaphore {
    * for a bad weight, `signal.reason` on abort, a `TimeoutError` after `timeoutMs`, or a `QueueFullError` when
    * `maxWaiting` acquires already wait. While it waits, the process stays alive.
    */
-  acquire(weight = 1, options: SemaphoreAcquireOptions = {}): Promise<Permit> {
+  acquire(weight = 1, options?: SemaphoreAcquireOptions): Promise<Permit> {
     let signal: AbortSignal | undefined
     let timeoutMs: number | undefined
     try {
       this.#checkWeight(weight)
-      if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options)
-      signal = optionalSignal('signal', options.signal)
-      timeoutMs = optionalDurationMs('timeoutMs', options.timeoutMs)
+      if (options !== undefined) {
+        if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options)
+        signal = optionalSignal('signal', options.signal)
+        timeoutMs = optionalDurationMs('timeoutMs', options.timeoutMs)
+      }
       this.#checkOwner()
     } catch (error) {
       return Promise.reject(error)
@@ -270,7 +275,7 @@ export class SharedSemaphore {
       this.#wake(woken)
     }
     if (more) this.#serve()
-    this.#notifyGrantedSlots()
+    this.#ringAll()
     Atomics.compareExchange(i32, status, OWNER_DEAD, OWNER_FREE)
     return weight
   }
@@ -360,11 +365,22 @@ export class SharedSemaphore {
     this.#grantAndCommit()
   }
 
-  /** Wakes the waiters of tickets a section granted or cancelled: this thread's directly, all by notify. */
-  #wake(tickets: readonly number[]): void {
-    for (const ticket of tickets) {
-      this.#waiters.get(ticket)?.changed()
-      Atomics.notify(this.#i32, this.#layout.slot(ticket) + kSlotState)
+  /**
+   * Wakes the waiters of the (ticket, owner) pairs a section granted or cancelled: this thread's directly,
+   * the others by ringing their owner's doorbell once.
+   */
+  #wake(woken: readonly number[]): void {
+    let rung: number[] | undefined
+    for (let k = 0; k < woken.length; k += 2) {
+      const local = this.#waiters.get(woken[k]!)
+      if (local) {
+        local.changed()
+        continue
+      }
+      const owner = woken[k + 1]!
+      if (rung?.includes(owner)) continue
+      ring(this.#layout, owner)
+      ;(rung ??= []).push(owner)
     }
   }
 
@@ -378,14 +394,13 @@ export class SharedSemaphore {
   }
 
   /**
-   * A thread that died between committing a grant and notifying its waiter left that waiter asleep: wake every
-   * granted slot (waiters whose ticket still waits re-check their word and park again).
+   * A thread that died between committing a grant and ringing the doorbell left that waiter asleep: ring every
+   * live owner (a doorbell with nothing new only costs its owner a look at its first parked ticket).
    */
-  #notifyGrantedSlots(): void {
+  #ringAll(): void {
     const layout = this.#layout
-    for (let position = 0; position < layout.ringSize; position++) {
-      const slot = layout.slotAt(position) + kSlotState
-      if ((Atomics.load(this.#i32, slot) & 3) === SLOT_GRANTED) Atomics.notify(this.#i32, slot)
+    for (let owner = 0; owner < layout.maxOwners; owner++) {
+      if (Atomics.load(this.#i32, layout.owner(owner, kOwnerStatus)) === OWNER_LIVE) ring(layout, owner)
     }
   }
 
