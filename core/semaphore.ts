@@ -14,7 +14,7 @@
  * @module
  */
 import { QueueFullError, SluiceError, TimeoutError } from './errors.ts'
-import { invalidOption, optionalDurationMs, optionalSignal, positiveInteger } from './validate.ts'
+import { describeValue, invalidOption, optionalDurationMs, optionalSignal, positiveInteger } from './validate.ts'
 import {
   AVAIL_MASK,
   createLayout,
@@ -232,14 +232,16 @@ export class SharedSemaphore {
   /**
    * Gives back everything owner `ownerId` held (its permits, including grants it was not woken for yet),
    * cancels its queued acquires, wakes the waiters that now fit, frees the id for reuse, and returns the weight
-   * given back. Call it when the owner's thread has exited (Worker 'exit'), never for a live one. Exact even if
-   * the thread died inside a critical section. Returns 0 for an owner id that is not in use.
+   * given back. Call it once per exited thread, from its Worker 'exit' handler, never for a live owner: the id
+   * is reused by the next `from()`. Exact even if the thread died inside a critical section. Returns 0 for an
+   * owner id that is not in use. Throws a TimeoutError if another owner keeps the section lock for 1 s (a
+   * thread that died holding it and was not reclaimed yet: reclaim that one, then call this again).
    */
   reclaim(ownerId: number): number {
     const layout = this.#layout
     if (!Number.isInteger(ownerId) || ownerId < 0 || ownerId >= layout.maxOwners) {
       throw new RangeError(
-        `Expected \`ownerId\` to be an integer from 0 to ${layout.maxOwners - 1}, got \`${String(ownerId)}\` (${typeof ownerId})`,
+        `Expected \`ownerId\` to be an integer from 0 to ${layout.maxOwners - 1}, got ${describeValue(ownerId)}`,
       )
     }
     if (ownerId === this.owner) throw new RangeError(`Owner ${ownerId} is this instance's own: reclaim it from another`)
@@ -406,8 +408,7 @@ export class SharedSemaphore {
 
   #checkWeight(weight: unknown): asserts weight is number {
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > this.capacity) {
-      const got = `\`${String(weight)}\` (${typeof weight})`
-      throw new RangeError(`Expected \`weight\` to be an integer from 1 to ${this.capacity}, got ${got}`)
+      throw new RangeError(`Expected \`weight\` to be an integer from 1 to ${this.capacity}, got ${describeValue(weight)}`)
     }
   }
 

@@ -40,7 +40,7 @@ describe('options validation', () => {
 
   test.each([0, 6, 1.5, -1, Number.NaN, '1', null])('weight %o is a RangeError naming the value', async (weight) => {
     const sem = new SharedSemaphore({ capacity: 5 })
-    const message = `Expected \`weight\` to be an integer from 1 to 5, got \`${String(weight)}\` (${weight === null ? 'object' : typeof weight})`
+    const message = `Expected \`weight\` to be an integer from 1 to 5, got \`${String(weight)}\` (${weight === null ? 'null' : typeof weight})`
     expect(() => sem.tryAcquire(weight as never)).toThrow(new RangeError(message))
     await expect(sem.acquire(weight as never)).rejects.toThrow(new RangeError(message))
     expect(sem.available).toBe(5)
