@@ -70,7 +70,7 @@ describe.each(RUNTIMES)('SharedSemaphore across threads on %s', (runtime) => {
     expect([verdict.available, verdict.waiting]).toEqual([verdict.capacity, 0])
   })
 
-  test('hand-offs: reclaim after a crash feeds another thread; timeout, abort and wake-ups cross threads', async () => {
+  test('hand-offs: reclaim feeds another thread; timeout, abort, wake-ups and FIFO order cross threads', async () => {
     const { verdict } = await runScenario(runtime, 'test/scenarios/semaphore-handoff.ts')
     expect(verdict).toEqual({
       runtime,
@@ -88,6 +88,9 @@ describe.each(RUNTIMES)('SharedSemaphore across threads on %s', (runtime) => {
       grantedD: 1,
       gotC: true,
       mainGranted: { weight: 2, available: 2 },
+      // Nine weighted tickets from four threads, served exactly in the order they were queued.
+      queuedFifo: 9,
+      fifoRanks: [0, 1, 2, 3, 4, 5, 6, 7, 8],
       end: { available: 4, waiting: 0 },
     })
     const elapsedMs = (verdict as { timeout: { elapsedMs: number } }).timeout.elapsedMs

@@ -3,7 +3,9 @@
 //    main thread reclaims A's owner on 'exit', and B (another thread) gets the 4 permits;
 // 2. timeout in a worker while the main thread holds everything: TimeoutError with its code;
 // 3. abort in worker C of a heavy head (4) wakes worker D's light waiter (1) queued behind it; D did not barge;
-// 4. a waiter on the main thread is woken by a release in a worker.
+// 4. a waiter on the main thread is woken by a release in a worker;
+// 5. FIFO across threads: weighted tickets queued in turn by B, C, D and the main thread are served in ticket
+//    order (weights 3–4 of capacity 4, so holders cannot overlap and each takes the next rank while holding).
 import { SharedSemaphore } from '../../core/semaphore.ts'
 import type { AgentCommand, AgentReport } from './workers/semaphore-agent.ts'
 import { exited, nextMessage, runtimeName, spawnWorker } from './semaphore-spawn.ts'
@@ -95,6 +97,33 @@ await runMain(async () => {
     const mainGranted = { weight: mainPermit.weight, available: sem.available }
     mainPermit.release()
 
+    // 5. FIFO across threads.
+    const rank = new Int32Array(new SharedArrayBuffer(4))
+    const all = sem.tryAcquire(4)!
+    const plan = [b, c, 'main', d, c, b, 'main', d, b] as const
+    const ranks: Promise<number>[] = []
+    for (const [index, who] of plan.entries()) {
+      const weight = 3 + (index % 2)
+      if (who === 'main') {
+        ranks.push(
+          sem.acquire(weight).then((permit) => {
+            const mine = Atomics.add(rank, 0, 1)
+            permit.release()
+            return mine
+          }),
+        )
+        continue
+      }
+      const id = `fifo${index}`
+      const queued = who.expect('queued', id)
+      ranks.push(who.expect('granted', id).then((granted) => granted.rank!))
+      who.send({ op: 'acquire', id, weight, rank })
+      await queued
+    }
+    const queuedFifo = sem.waiting
+    all.release()
+    const fifoRanks = await Promise.all(ranks)
+
     return {
       runtime: runtimeName(),
       gotA,
@@ -109,6 +138,8 @@ await runMain(async () => {
       grantedD: d1.weight,
       gotC,
       mainGranted,
+      queuedFifo,
+      fifoRanks,
       end: { available: sem.available, waiting: sem.waiting },
     }
   } finally {

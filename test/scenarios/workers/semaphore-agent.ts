@@ -7,7 +7,7 @@ import type { Permit, SemaphoreHandle } from '../../../core/semaphore.ts'
 export type AgentCommand =
   | { op: 'attach'; handle: SemaphoreHandle }
   | { op: 'try'; id: string; weight: number }
-  | { op: 'acquire'; id: string; weight: number; timeoutMs?: number }
+  | { op: 'acquire'; id: string; weight: number; timeoutMs?: number; rank?: Int32Array }
   | { op: 'abort'; id: string }
   | { op: 'release'; id: string; afterMs?: number }
   | { op: 'notify'; word: Int32Array; afterMs: number }
@@ -16,7 +16,7 @@ export type AgentReport =
   | { op: 'attached'; owner: number }
   | { op: 'tried'; id: string; got: boolean }
   | { op: 'queued'; id: string; waiting: number }
-  | { op: 'granted'; id: string; weight: number; available: number }
+  | { op: 'granted'; id: string; weight: number; available: number; rank?: number }
   | { op: 'rejected'; id: string; name: string; code: string | null; sameReason: boolean; elapsedMs: number }
   | { op: 'released'; id: string; available: number }
 
@@ -46,6 +46,13 @@ port.on('message', (command: AgentCommand) => {
       const options = command.timeoutMs === undefined ? { signal: controller.signal } : { timeoutMs: command.timeoutMs }
       sem!.acquire(command.weight, options).then(
         (permit) => {
+          // With `rank`: take the next rank from the shared counter while holding, release at once, then report.
+          if (command.rank) {
+            const rank = Atomics.add(command.rank, 0, 1)
+            permit.release()
+            report({ op: 'granted', id: command.id, weight: permit.weight, available: sem!.available, rank })
+            return
+          }
           permits.set(command.id, permit)
           report({ op: 'granted', id: command.id, weight: permit.weight, available: sem!.available })
         },
