@@ -1,0 +1,338 @@
+/**
+ * The main-thread side of one call running in a worker: what the caller holds (the response promise and the body
+ * it reads) and what the worker tells about the call (./pool-protocol.ts: EVENT, HEAD, DONE), joined with the
+ * caller's signals and the worker's fate, so that the caller sees the in-process contract:
+ *
+ * - `response` resolves at HEAD (a stream) or once the whole body arrived (a buffered call), and rejects before
+ *   any byte with the error the worker's call rejected with (rebuilt by class), with the caller's own
+ *   `signal.reason` / shutdown reason (identity kept: main rejects at once and tells the worker), with a
+ *   QueueTimeoutError when no worker started the call within `queueTimeoutMs` of the pool being up (it sat in
+ *   piscina's queue: every worker had `streamsPerWorker` calls), or with a WorkerCrashedError (502).
+ * - The body reads the chunk channel's stream. A worker that dies mid-stream becomes one SSE error event and a
+ *   clean end (the in-process failure shape), never a hang and never a bare network error.
+ * - Lifecycle events are recorded on the main thread with the caller's id. The worker's own `end` ends the call's
+ *   accounting; if the worker died first (or never started it), main records `error` + `end` itself.
+ * - A call is forgotten once the worker said DONE (or died), not at `end`: its last bytes may still be in flight.
+ * @module
+ */
+import { deferred, onAbort } from '../abort.ts'
+import { monotonicNow, sharedNow } from '../clock.ts'
+import type { CallKind, CallOutcome, StreamEvent, StreamEventSink } from '../telemetry/events.ts'
+import { onShutdown } from '../upstream/client.ts'
+import { QueueTimeoutError } from '../upstream/errors.ts'
+import { sseErrorEvent } from '../upstream/sse-error-event.ts'
+import type { CallOptions } from '../upstream/types.ts'
+import type { ChunkReader } from './chunk-channel-reader.ts'
+import { errorFromWire, PoolClosedError, WorkerCrashedError } from './pool-errors.ts'
+
+/** What a call needs from its pool. */
+export interface CallHost {
+  readonly sink: StreamEventSink
+  readonly queueTimeoutMs: number
+  readonly queueRetryAfterMs: number
+  /**
+   * Resolves once the pool's workers are up: the queue deadline starts then, so a pool's startup (loading the
+   * workers, the transform) is not charged to the first calls.
+   */
+  readonly started: Promise<unknown>
+  /** The call's `end` is about to be recorded: it no longer counts as active. */
+  ended(call: PoolCall): void
+  /** The call is over in its worker (or its worker is gone): forget it. */
+  settled(call: PoolCall): void
+}
+
+/** What a call needs from the worker running it. */
+export interface CallWorker {
+  /** Why the worker is gone, once it is. */
+  readonly failure: Error | undefined
+  shutdown(key: number, reason: unknown): void
+}
+
+const PENDING = 0
+const ANSWERED = 1
+const REJECTED = 2
+
+export class PoolCall {
+  readonly key: number
+  readonly id: string
+  readonly kind: CallKind
+  readonly response: Promise<Response>
+  readonly #host: CallHost
+  readonly #reader: ChunkReader
+  readonly #source: ReadableStreamDefaultReader<Uint8Array>
+  readonly #answer: ReturnType<typeof deferred<Response>>
+  readonly #clientSignal: AbortSignal | undefined
+  readonly #startedAt = monotonicNow()
+  #deadline: ReturnType<typeof setTimeout> | undefined
+  #unlink: (() => void)[] = []
+  #head = PENDING
+  #worker: CallWorker | undefined
+  #pendingShutdown: { reason: unknown } | undefined
+  #status: number | undefined
+  #sse = false
+  #body: ReadableStreamDefaultController<Uint8Array> | undefined
+  #started = false
+  #afterFirstChunk = false
+  #attempts = 0
+  #ended = false
+  #done = false
+
+  constructor(host: CallHost, key: number, id: string, kind: CallKind, reader: ChunkReader, options: CallOptions) {
+    this.#host = host
+    this.key = key
+    this.id = id
+    this.kind = kind
+    this.#reader = reader
+    this.#source = reader.stream.getReader()
+    this.#answer = deferred<Response>()
+    this.response = this.#answer.promise
+    this.#clientSignal = options.signal
+    host.started.then(() => {
+      if (this.#head === PENDING && !this.#done) {
+        this.#deadline = setTimeout(() => this.#queueDeadline(), host.queueTimeoutMs)
+      }
+    }, noop)
+    this.#unlink = [
+      onAbort(options.signal, (reason) => this.#clientLeft(reason)),
+      onShutdown(options.shutdownSignal, (reason) => this.#shutdown(reason)),
+    ]
+  }
+
+  /** EVENT from the worker. */
+  onEvent(event: StreamEvent, worker: CallWorker): void {
+    this.#bind(worker)
+    if (this.#ended) return
+    event.id = this.id
+    if (event.type === 'start') this.#started = true
+    else if (event.type === 'acquire') this.#attempts = event.attempt
+    else if (event.type === 'firstChunk') this.#afterFirstChunk = true
+    else if (event.type === 'end') this.#markEnded()
+    this.#host.sink(event)
+  }
+
+  /** HEAD from the worker: the upstream answered. */
+  onHead(status: number, headers: [string, string][], worker: CallWorker): void {
+    this.#bind(worker)
+    if (this.#head !== PENDING) return
+    this.#status = status
+    if (this.kind === 'buffered') {
+      void this.#readWhole(status, new Headers(headers))
+      return
+    }
+    const responseHeaders = new Headers(headers)
+    this.#sse = (responseHeaders.get('content-type') ?? '').includes('text/event-stream')
+    this.#resolve(new Response(this.#bodyStream(), { status, headers: responseHeaders }))
+  }
+
+  /** DONE from the worker: the call is over there; `wireError` when it was rejected before any byte. */
+  onDone(wireError: unknown, worker: CallWorker): void {
+    this.#bind(worker)
+    if (this.#done) return
+    this.#done = true
+    if (wireError !== undefined) {
+      const error = errorFromWire(wireError)
+      this.#reject(error)
+      // A call that failed before its client was built (the transform module did not load) sent no events.
+      if (!this.#ended) this.#recordFailure(error)
+    }
+    this.#settle()
+  }
+
+  /** piscina rejected the task (its worker died), or the pool is closing: end the call from here. */
+  workerFailed(cause: unknown): void {
+    if (this.#done) return
+    this.#done = true
+    const error = cause instanceof PoolClosedError || cause instanceof WorkerCrashedError
+      ? cause
+      : this.#worker?.failure ??
+        new WorkerCrashedError('The worker thread that took this call exited before answering', { cause })
+    // Errors the body after what it received (a stream in progress gets its error event), or releases a reader
+    // whose writer never opened.
+    this.#reader.fail(error)
+    this.#reject(error)
+    if (!this.#ended) this.#recordFailure(error)
+    this.#settle()
+  }
+
+  /** The pool is closing and this call is still running: end it like a server shutdown. */
+  close(reason: unknown): void {
+    this.#shutdown(reason)
+  }
+
+  #bind(worker: CallWorker): void {
+    if (this.#worker !== undefined) return
+    this.#worker = worker
+    const pending = this.#pendingShutdown
+    this.#pendingShutdown = undefined
+    if (pending !== undefined) worker.shutdown(this.key, pending.reason)
+  }
+
+  #clientLeft(reason: unknown): void {
+    this.#reject(reason)
+    if (this.#body !== undefined) tryError(this.#body, reason)
+    // The chunk channel's cancel: aborts the worker's call (its client signal) wherever it is, even before its
+    // writer opened.
+    this.#source.cancel(reason).catch(noop)
+  }
+
+  #shutdown(reason: unknown): void {
+    if (this.#done) return
+    this.#reject(reason)
+    if (this.#worker !== undefined) this.#worker.shutdown(this.key, reason)
+    else this.#pendingShutdown = { reason }
+  }
+
+  /** No worker started the call within the queue budget (it waited in piscina's queue). */
+  #queueDeadline(): void {
+    if (this.#head !== PENDING || this.#started || this.#done) return
+    const { queueTimeoutMs, queueRetryAfterMs } = this.#host
+    const error = new QueueTimeoutError(queueTimeoutMs, queueRetryAfterMs, {
+      message: `No worker started the call within the queue timeout of ${queueTimeoutMs} ms`,
+    })
+    this.#reject(error)
+    this.#recordFailure(error)
+    this.#source.cancel(error).catch(noop)
+  }
+
+  #resolve(response: Response): void {
+    if (this.#head !== PENDING) return
+    this.#head = ANSWERED
+    clearTimeout(this.#deadline)
+    this.#answer.resolve(response)
+  }
+
+  #reject(error: unknown): void {
+    if (this.#head !== PENDING) return
+    this.#head = REJECTED
+    clearTimeout(this.#deadline)
+    this.#answer.reject(error)
+  }
+
+  async #readWhole(status: number, headers: Headers): Promise<void> {
+    const parts: Uint8Array[] = []
+    let length = 0
+    try {
+      for (;;) {
+        const { done, value } = await this.#source.read()
+        if (done) break
+        parts.push(value)
+        length += value.byteLength
+      }
+    } catch (error) {
+      this.#reject(error)
+      return
+    }
+    const bytes = new Uint8Array(length)
+    let offset = 0
+    for (const part of parts) {
+      bytes.set(part, offset)
+      offset += part.byteLength
+    }
+    this.#resolve(new Response(bytes, { status, headers }))
+  }
+
+  #bodyStream(): ReadableStream<Uint8Array> {
+    return new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          this.#body = controller
+        },
+        pull: (controller) => this.#pull(controller),
+        cancel: (reason) => {
+          this.#body = undefined
+          return this.#source.cancel(reason)
+        },
+      },
+      { highWaterMark: 0 },
+    )
+  }
+
+  async #pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    let result: ReadableStreamReadResult<Uint8Array>
+    try {
+      result = await this.#source.read()
+    } catch (error) {
+      if (this.#clientSignal?.aborted) return
+      // The worker died (or the pool closed): the in-process failure shape, one error event and a clean end.
+      if (this.#sse) {
+        tryEnqueue(controller, sseErrorEvent(error))
+        tryClose(controller)
+      } else {
+        tryError(controller, error)
+      }
+      return
+    }
+    if (result.done) tryClose(controller)
+    else tryEnqueue(controller, result.value)
+  }
+
+  #markEnded(): void {
+    this.#ended = true
+    for (const unlink of this.#unlink) unlink()
+    this.#unlink = []
+    this.#host.ended(this)
+  }
+
+  /** `start` (if the worker never sent it), `error` and `end` for a call its worker did not end. */
+  #recordFailure(error: unknown): void {
+    const base = { id: this.id, kind: this.kind }
+    if (!this.#started) {
+      this.#started = true
+      this.#host.sink({ type: 'start', ...base, at: sharedNow() })
+    }
+    const { code, message, status } = error as { code?: unknown; message?: unknown; status?: unknown }
+    const errorStatus = typeof status === 'number' ? status : undefined
+    this.#host.sink({
+      type: 'error',
+      ...base,
+      at: sharedNow(),
+      code: typeof code === 'string' ? code : 'internal_error',
+      message: typeof message === 'string' ? message : String(error),
+      status: errorStatus,
+      afterFirstChunk: this.#afterFirstChunk,
+    })
+    const outcome: CallOutcome = 'error'
+    this.#markEnded()
+    this.#host.sink({
+      type: 'end',
+      ...base,
+      at: sharedNow(),
+      outcome,
+      status: this.#head === ANSWERED ? this.#status : errorStatus,
+      durationMs: monotonicNow() - this.#startedAt,
+      attempts: this.#attempts,
+      events: 0,
+      bytes: this.#reader.receivedBytes,
+      usage: undefined,
+    })
+  }
+
+  #settle(): void {
+    clearTimeout(this.#deadline)
+    for (const unlink of this.#unlink) unlink()
+    this.#unlink = []
+    this.#host.settled(this)
+  }
+}
+
+function tryEnqueue(controller: ReadableStreamDefaultController<Uint8Array>, chunk: Uint8Array): void {
+  try {
+    controller.enqueue(chunk)
+  } catch {
+    // Cancelled or errored by the caller meanwhile.
+  }
+}
+
+function tryClose(controller: ReadableStreamDefaultController<Uint8Array>): void {
+  try {
+    controller.close()
+  } catch {}
+}
+
+function tryError(controller: ReadableStreamDefaultController<Uint8Array>, reason: unknown): void {
+  try {
+    controller.error(reason)
+  } catch {}
+}
+
+function noop(): void {}
