@@ -1,10 +1,10 @@
 // Cancellation reaching the upstream (timed at the upstream's own close record), the queue timeout, leaving the
 // queue, weights on shared or separate semaphores, and backpressure from a client that stops reading.
-import { describe, expect, test } from 'vitest'
+import { describe, expect, test, vi } from 'vitest'
 import { sharedNow } from '../core/clock.ts'
 import { SharedSemaphore } from '../core/semaphore.ts'
 import { QueueTimeoutError } from '../core/upstream/errors.ts'
-import { readSse, useHarness } from './upstream/harness.ts'
+import { readSse, RUNNER, useHarness } from './upstream/harness.ts'
 
 const harness = useHarness()
 
@@ -83,9 +83,12 @@ describe('cancellation', () => {
     const holder = await harness.semaphore.acquire(harness.semaphore.capacity)
     const controller = new AbortController()
     const pending = client.stream(harness.request({ id: 'cancel-queued' }), { signal: controller.signal })
+    // In a worker pool the call reaches the semaphore, and the abort reaches the call, one message later.
+    if (RUNNER === 'pool') await vi.waitFor(() => expect(harness.semaphore.waiting).toBe(1))
     expect(harness.semaphore.waiting).toBe(1)
     controller.abort(new Error('bored'))
     await expect(pending).rejects.toThrow('bored')
+    if (RUNNER === 'pool') await vi.waitFor(() => expect(harness.semaphore.waiting).toBe(0))
     expect(harness.semaphore.waiting).toBe(0)
     holder.release()
     expect(harness.semaphore.available).toBe(harness.semaphore.capacity)
@@ -99,6 +102,7 @@ describe('queue timeout', () => {
   test('permits exhausted: rejects with a 503 QueueTimeoutError within a band, nothing sent upstream', async () => {
     const client = harness.client({ queueTimeoutMs: 200, queueRetryAfterMs: 2_000 })
     const holder = await harness.semaphore.acquire(harness.semaphore.capacity)
+    await client.ready
     const started = performance.now()
     const error = await client.stream(harness.request({ id: 'queue-timeout' })).catch((e: unknown) => e)
     const elapsed = performance.now() - started
@@ -112,6 +116,7 @@ describe('queue timeout', () => {
 
   test('covers the wait for response headers, and aborts that request', async () => {
     const client = harness.client({ queueTimeoutMs: 150 })
+    await client.ready
     const started = performance.now()
     const error = await client.stream(harness.request({ id: 'slow-headers', headerDelay: 3_000 })).catch((e: unknown) =>
       e

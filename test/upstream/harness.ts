@@ -2,12 +2,16 @@
  * Shared setup of the streaming-call tests: one test upstream, a real SharedSemaphore, clients that are checked
  * back to idle after EVERY test (semaphore at capacity, `active` 0, telemetry's `start` − `end` = 0), and
  * helpers to build requests and read SSE responses.
+ *
+ * With `SLUICE_TEST_RUNNER=pool` (the `pool` vitest project) `client()` is a worker pool with 2 workers on the
+ * same semaphore (`createStreamRunner`), so the same scenarios check that the pool keeps the in-process contract.
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import { afterAll, afterEach, beforeAll, expect } from 'vitest'
 import { SharedSemaphore } from '../../core/semaphore.ts'
 import type { StreamEvent } from '../../core/telemetry/events.ts'
 import { createStreamTelemetry, type StreamTelemetry } from '../../core/telemetry/stream-telemetry.ts'
+import { createStreamRunner } from '../../core/pool/stream-runner.ts'
 import { createUpstreamClient, type UpstreamClient } from '../../core/upstream/client.ts'
 import type { UpstreamClientOptions } from '../../core/upstream/options.ts'
 import type { UpstreamRequest } from '../../core/upstream/types.ts'
@@ -16,20 +20,32 @@ import { startUpstream, type TestUpstream } from './server.ts'
 
 export const API_KEY = 'sk-upstream-test'
 export const CAPACITY = 6
+/** Which runner `client()` builds: the in-process client, or a worker pool (`SLUICE_TEST_RUNNER=pool`). */
+export const RUNNER: 'in-process' | 'pool' = process.env.SLUICE_TEST_RUNNER === 'pool' ? 'pool' : 'in-process'
 
 export interface Harness {
   readonly upstream: TestUpstream
   readonly semaphore: SharedSemaphore
   /** A client on the shared semaphore with its own telemetry; `events` collects everything it emitted. */
-  client(options?: Partial<UpstreamClientOptions>): TestClient
+  client(options?: HarnessClientOptions): TestClient
   request(fields: Partial<Record<keyof Behaviour, string | number | boolean>>, stream?: boolean): UpstreamRequest
 }
+
+/** Client options, plus a transform MODULE (what the pool loads in its workers; in-process too when given). */
+export type HarnessClientOptions = Partial<UpstreamClientOptions> & { transformModule?: string | URL }
 
 export interface TestClient extends UpstreamClient {
   readonly telemetry: StreamTelemetry
   readonly log: StreamEvent[]
   /** Resolves when every call of this client has emitted `end`. */
   idle(): Promise<void>
+  /** Releases the runner (the pool's workers); the harness calls it after each test. */
+  close(): Promise<void>
+  /**
+   * Resolves once the runner can start calls at once (a pool's workers are up). Tests that bound the time from
+   * the call to its rejection await it first, so that they time the call, not the pool's startup.
+   */
+  readonly ready: Promise<void>
 }
 
 /** Registers beforeAll/afterAll/afterEach hooks in the calling test file and returns the harness. */
@@ -47,15 +63,21 @@ export function useHarness(): Harness {
   })
   // Permits and active counts return to idle after every scenario, whatever path it took.
   afterEach(async () => {
-    for (const client of clients.splice(0)) {
-      await client.idle()
-      expect(client.active).toBe(0)
-      expect(client.telemetry.active).toBe(0)
-      const starts = client.log.filter((event) => event.type === 'start').length
-      expect(client.log.filter((event) => event.type === 'end')).toHaveLength(starts)
+    const used = clients.splice(0)
+    try {
+      for (const client of used) {
+        await client.idle()
+        expect(client.active).toBe(0)
+        expect(client.telemetry.active).toBe(0)
+        const starts = client.log.filter((event) => event.type === 'start').length
+        expect(client.log.filter((event) => event.type === 'end')).toHaveLength(starts)
+      }
+      expect(semaphore!.available).toBe(CAPACITY)
+      expect(semaphore!.waiting).toBe(0)
+    } finally {
+      // A pool's workers are released whatever the checks found.
+      await Promise.all(used.map((client) => client.close()))
     }
-    expect(semaphore!.available).toBe(CAPACITY)
-    expect(semaphore!.waiting).toBe(0)
   })
 
   return {
@@ -74,12 +96,13 @@ export function useHarness(): Harness {
       const sink = typeof given === 'function'
         ? (event: StreamEvent) => (given(event), telemetry.record(event))
         : telemetry
-      const client = createUpstreamClient({
-        semaphore: semaphore!,
-        retry: { baseDelayMs: 10, maxDelayMs: 50 },
-        ...options,
-        telemetry: sink,
-      })
+      const { transformModule, transform, ...rest } = options
+      const settings = { semaphore: semaphore!, retry: { baseDelayMs: 10, maxDelayMs: 50 }, ...rest, telemetry: sink }
+      if (RUNNER === 'pool' && transform !== undefined) throw new TypeError('A pool runs transform modules only')
+      const runner = RUNNER === 'pool' || transformModule !== undefined
+        ? createStreamRunner({ ...settings, workers: RUNNER === 'pool' ? 2 : 0, transform: transformModule })
+        : undefined
+      const client = runner ?? createUpstreamClient({ ...settings, ...(transform ? { transform } : {}) })
       const testClient: TestClient = {
         stream: (request, callOptions) => client.stream(request, callOptions),
         complete: (request, callOptions) => client.complete(request, callOptions),
@@ -90,6 +113,10 @@ export function useHarness(): Harness {
         telemetry,
         log,
         idle: () => waitForIdle(client, telemetry),
+        close: async () => {
+          await runner?.close()
+        },
+        ready: runner?.ready ?? Promise.resolve(),
       }
       clients.push(testClient)
       return testClient
@@ -105,7 +132,7 @@ export function useHarness(): Harness {
   }
 }
 
-function waitForIdle(client: UpstreamClient, telemetry: StreamTelemetry, timeoutMs = 5_000): Promise<void> {
+function waitForIdle(client: Pick<UpstreamClient, 'active'>, telemetry: StreamTelemetry, timeoutMs = 5_000): Promise<void> {
   if (client.active === 0) return Promise.resolve()
   return new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
