@@ -63,6 +63,7 @@ export class Doorbell {
     // stays pending until then, harmlessly: a pending waitAsync keeps no runtime alive (the waiters hold that).
     if (this.#armed) return
     const i32 = this.#layout.i32
+    // Read the doorbell, check, then wait for it to move from what was read (the protocol above).
     for (;;) {
       const rung = Atomics.load(i32, this.#index)
       this.#check()

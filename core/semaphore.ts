@@ -51,7 +51,9 @@ export interface SharedSemaphoreOptions {
   capacity: number
   /**
    * Most acquires that may wait at once across all threads; one more rejects with `QueueFullError`.
-   * Default 16 384 (the gateway queues up to ~10 000 streams). Costs 16 bytes of shared memory per waiter.
+   * Default 16 384 (the gateway queues up to ~10 000 streams). The ring has room for twice as many tickets
+   * (cancelled ones keep their slot until the head passes them): 16–32 bytes of shared memory per waiter
+   * allowed, 256 KiB by default.
    */
   maxWaiting?: number
   /** Most owner ids (instances: one per thread, usually) alive at once, the creator included. Default 256, max 1023. */

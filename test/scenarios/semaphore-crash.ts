@@ -47,6 +47,8 @@ await runMain(async () => {
       mortal.postMessage(job(100 + kill, Number.POSITIVE_INFINITY))
       const { owner } = await attached
       // Let it run for a random number of operations (all threads together), then kill it wherever it is.
+      // Every hammering thread adds to kProgress and notifies it after each operation; wait for it to move
+      // from the value read (a timeout only re-reads: a notify between the read and the wait is not missed).
       const mark = Atomics.load(shared, kProgress) + 20 + Math.floor(random() * 200)
       for (let seen = Atomics.load(shared, kProgress); seen < mark; seen = Atomics.load(shared, kProgress)) {
         const wait = Atomics.waitAsync(shared, kProgress, seen, 1_000)

@@ -51,6 +51,8 @@ parentPort?.once('message', (job: ContenderJob) => {
       permit.release()
     }
   }
+  // Start protocol: report ready, block until the main thread stores 1 in kStart and notifies (Atomics.wait
+  // returns at once if it already did), so that every worker starts together.
   port.postMessage({ ready: true })
   Atomics.wait(control, kStart, 0)
   Promise.all(Array.from({ length: job.loops }, loop)).then(() => {
