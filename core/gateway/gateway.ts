@@ -122,7 +122,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       } catch (error) {
         // Drain whatever the client still sends so keep-alive connections stay usable (the adapter bounds it).
         if (request.body && !request.bodyUsed) request.body.cancel().catch(() => {})
-        return errorResponse(toHttpError(error))
+        return errorResponse(toHttpError(error, upstreamKey))
       }
     },
     drain() {
@@ -171,13 +171,18 @@ function requireJson(request: Request): void {
   }
 }
 
-/** Errors thrown by the runner before any byte carry an HTTP `status` (queue timeout 503, upstream 502…). */
-function toHttpError(error: unknown): unknown {
+/**
+ * Errors thrown by the runner before any byte carry an HTTP `status` (queue timeout 503, upstream 502…). Their
+ * message may quote the upstream's error body (UpstreamStatusError after the last retry), so the upstream key is
+ * scrubbed from it as from a passed-through 4xx body.
+ */
+function toHttpError(error: unknown, upstreamKey: string | undefined): unknown {
   if (error instanceof HttpError || typeof error !== 'object' || error === null) return error
   const { status, code, message, retryAfterMs } = error as { status?: unknown; code?: unknown; message?: unknown; retryAfterMs?: unknown }
   if (typeof status !== 'number' || status < 400 || status > 599) return error
   const headers: Record<string, string> = typeof retryAfterMs === 'number' ? { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {}
-  return new HttpError(status, typeof code === 'string' ? code.toLowerCase() : 'upstream_error', typeof message === 'string' ? message : 'Upstream error', {
+  const text = typeof message !== 'string' ? 'Upstream error' : upstreamKey ? message.replaceAll(upstreamKey, '[redacted]') : message
+  return new HttpError(status, typeof code === 'string' ? code.toLowerCase() : 'upstream_error', text, {
     type: status >= 500 ? 'server_error' : 'invalid_request_error',
     headers,
   })
