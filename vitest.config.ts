@@ -1,8 +1,16 @@
 import { defineConfig } from 'vitest/config'
 
+/** The streaming-call scenarios that the `pool` project runs a second time through the worker pool. */
+const POOL_SCENARIOS = [
+  'test/upstream-stream.test.ts',
+  'test/upstream-cancel.test.ts',
+  'test/upstream-retry.test.ts',
+  'test/upstream-metrics.test.ts',
+  'test/upstream-openai.test.ts',
+]
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     // Cross-runtime tests spawn real bun/deno processes and worker threads; on a 2-core machine a cold
     // start of deno plus a stress run takes seconds, so the per-test budget is generous.
     testTimeout: 60_000,
@@ -13,5 +21,11 @@ export default defineConfig({
     // .ci/run asks for a JSON report too, to print one plain "N passed, N failed" line at the end.
     reporters: process.env.SLUICE_VITEST_JSON ? ['default', 'json'] : ['default'],
     outputFile: process.env.SLUICE_VITEST_JSON ? { json: process.env.SLUICE_VITEST_JSON } : undefined,
+    projects: [
+      // `include` per project: an inherited root `include` would be concatenated with the pool's.
+      { extends: true, test: { name: 'core', include: ['test/**/*.test.ts'] } },
+      // The same scenarios with the worker pool as the runner (test/upstream/harness.ts reads the variable).
+      { extends: true, test: { name: 'pool', include: POOL_SCENARIOS, env: { SLUICE_TEST_RUNNER: 'pool' } } },
+    ],
   },
 })

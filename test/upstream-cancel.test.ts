@@ -19,6 +19,8 @@ async function fastestOf(tries: number, sample: (round: number) => Promise<numbe
   return best
 }
 const CANCEL_BOUND_MS = 50
+/** Polling bound for a pool's worker to reach a state (its startup included, on a loaded machine). */
+const WAIT = { timeout: 15_000, interval: 5 }
 
 describe('cancellation', () => {
   test('the client signal aborts a stalled upstream within 50 ms (measured at the upstream)', async () => {
@@ -84,11 +86,11 @@ describe('cancellation', () => {
     const controller = new AbortController()
     const pending = client.stream(harness.request({ id: 'cancel-queued' }), { signal: controller.signal })
     // In a worker pool the call reaches the semaphore, and the abort reaches the call, one message later.
-    if (RUNNER === 'pool') await vi.waitFor(() => expect(harness.semaphore.waiting).toBe(1))
+    if (RUNNER === 'pool') await vi.waitFor(() => expect(harness.semaphore.waiting).toBe(1), WAIT)
     expect(harness.semaphore.waiting).toBe(1)
     controller.abort(new Error('bored'))
     await expect(pending).rejects.toThrow('bored')
-    if (RUNNER === 'pool') await vi.waitFor(() => expect(harness.semaphore.waiting).toBe(0))
+    if (RUNNER === 'pool') await vi.waitFor(() => expect(harness.semaphore.waiting).toBe(0), WAIT)
     expect(harness.semaphore.waiting).toBe(0)
     holder.release()
     expect(harness.semaphore.available).toBe(harness.semaphore.capacity)
