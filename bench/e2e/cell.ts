@@ -52,7 +52,8 @@ export async function runCell(spec: CellSpec): Promise<CellResult> {
   try {
     upstream = await startService({
       name: 'test upstream',
-      argv: runtimeCommand('node', 'test/upstream/main.ts'),
+      // --bench: precomputed event bytes and capped records, so direct's ceiling is the client's, not the upstream's.
+      argv: [...runtimeCommand('node', 'test/upstream/main.ts'), '--bench'],
       cpu: spec.pin ? LOAD_CPU : undefined,
     })
     if (target.command) {

@@ -1,11 +1,12 @@
 /**
  * Runs the test upstream as its own process, for bun/deno scenarios and benchmarks:
  *
- *   node --import tsx test/upstream/main.ts [--port 0] [--api-key sk-test] [--defaults 'chunks=50&delay=1']
+ *   node --import tsx test/upstream/main.ts [--port 0] [--api-key sk-test] [--defaults 'chunks=50&delay=1'] [--bench]
  *
  * Prints one line `LISTENING <url>` (the base URL including /v1) once it accepts connections, then serves until
  * SIGINT/SIGTERM or until stdin closes (so it dies with the process that spawned it). Records are readable over
  * HTTP at `GET <origin>/__upstream/requests[?id=…]`. `--defaults` takes the `model` parameters of ./behaviour.ts.
+ * `--bench`: the cheap benchmark mode of ./bench-mode.ts (what bench/e2e runs).
  * @module
  */
 import { parseArgs } from 'node:util'
@@ -18,6 +19,7 @@ const { values } = parseArgs({
     hostname: { type: 'string', default: '127.0.0.1' },
     'api-key': { type: 'string' },
     defaults: { type: 'string' },
+    bench: { type: 'boolean', default: false },
   },
 })
 
@@ -25,6 +27,7 @@ const parsedDefaults = values.defaults === undefined ? undefined : parseBehaviou
 const upstream = await startUpstream({
   port: Number(values.port),
   hostname: values.hostname,
+  bench: values.bench,
   ...(values['api-key'] === undefined ? {} : { apiKey: values['api-key'] }),
   ...(parsedDefaults === undefined ? {} : { defaults: withoutId(parsedDefaults) }),
 })

@@ -17,6 +17,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { sharedNow } from '../../core/clock.ts'
+import { BenchRecords, isPlain, writePlainStream } from './bench-mode.ts'
 import { type Behaviour, expectedContent, parseBehaviour } from './behaviour.ts'
 import { completionJson, DONE_EVENT, errorJson, sseEvent, streamEvents } from './openai-shapes.ts'
 
@@ -58,6 +59,11 @@ export interface UpstreamOptions {
   defaults?: Partial<Behaviour>
   hostname?: string
   port?: number
+  /**
+   * Benchmark mode (./bench-mode.ts): plain streams from precomputed bytes, O(1) attempt counts, records without
+   * headers/body and capped to the newest 20 000. Same routes and behaviours.
+   */
+  bench?: boolean
 }
 
 export interface TestUpstream {
@@ -85,6 +91,7 @@ const DEFAULT_WAIT_MS = 5_000
 /** Starts the test upstream on a random loopback port. */
 export async function startUpstream(options: UpstreamOptions = {}): Promise<TestUpstream> {
   const requests: RequestRecord[] = []
+  const bench = options.bench === true ? new BenchRecords(requests) : undefined
   const sockets = new Set<Socket>()
   const watchers = new Set<() => void>()
   const changed = (): void => {
@@ -92,7 +99,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Test
   }
 
   const server = createServer((req, res) => {
-    handle(req, res, { options, requests, changed }).catch((error: unknown) => {
+    handle(req, res, { options, requests, changed, bench }).catch((error: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' })
       res.end(errorJson(500, `test upstream crashed: ${String(error)}`))
     })
@@ -178,10 +185,11 @@ interface Context {
   options: UpstreamOptions
   requests: RequestRecord[]
   changed: () => void
+  bench: BenchRecords | undefined
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, context: Context): Promise<void> {
-  const { options, requests, changed } = context
+  const { options, requests, changed, bench } = context
   const url = new URL(req.url ?? '/', 'http://upstream.invalid')
   if (req.method === 'GET' && url.pathname === '/__upstream/requests') {
     const id = url.searchParams.get('id')
@@ -208,14 +216,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, context: Contex
   const id = behaviour?.id ?? 'invalid'
   const record: RequestRecord = {
     id,
-    attempt: requests.filter((r) => r.id === id).length + 1,
+    attempt: bench ? bench.nextAttempt(id) : requests.filter((r) => r.id === id).length + 1,
     method: req.method,
     path: url.pathname,
     model: typeof payload.model === 'string' ? payload.model : '',
     stream: payload.stream === true,
     authorization: req.headers.authorization,
-    headers: { ...req.headers },
-    body,
+    headers: bench ? {} : { ...req.headers },
+    body: bench ? '' : body,
     behaviour,
     status: undefined,
     startedAt,
@@ -229,7 +237,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, context: Contex
     closedAt: undefined,
     outcome: undefined,
   }
-  requests.push(record)
+  if (bench) bench.add(record)
+  else requests.push(record)
   const closed = new AbortController()
   res.on('close', () => {
     record.closedAt = sharedNow()
@@ -270,7 +279,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, context: Contex
     )
     return
   }
-  if (record.stream) await streamResponse(io, behaviour, record.model)
+  if (bench && record.stream && isPlain(behaviour)) await writePlainStream(res, record, behaviour, closed.signal)
+  else if (record.stream) await streamResponse(io, behaviour, record.model)
   else await bufferedResponse(io, behaviour, record.model)
 }
 
