@@ -190,9 +190,15 @@ export async function workersSupported(workers: number): Promise<{ supported: bo
     await binary.stop('SIGKILL')
     return { supported: true, reason: '' }
   } catch (error) {
-    if (error instanceof BinaryExitedError) return { supported: false, reason: error.stderr.trim() }
+    if (error instanceof BinaryExitedError) return { supported: false, reason: oneLine(error.stderr) }
     throw error
   }
+}
+
+/** The line of a refusal that says why (`sluice: Invalid --workers …`, or an uncaught error's message). */
+function oneLine(stderr: string): string {
+  const lines = stderr.split('\n').map((line) => line.trim()).filter(Boolean)
+  return lines.find((line) => /^(sluice: |\w*Error: )/.test(line)) ?? lines.at(-1) ?? 'no reason given'
 }
 
 /** Sum of every sample of a Prometheus metric (all label sets), or undefined when it has no sample. */
