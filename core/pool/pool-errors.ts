@@ -49,7 +49,11 @@ interface WireProps {
   props?: Record<string, unknown>
 }
 
-/** Rebuilds an error sent with `reasonToWire` by a worker: our upstream errors by `code`, anything else as is. */
+/**
+ * Rebuilds an error sent with `reasonToWire` by the other thread: our upstream errors by `code` (their classes),
+ * any other sluice code as a SluiceError with its fields (so an SSE error event shows it as `closed`, not
+ * `ERR_CLOSED`), anything else as `reasonFromWire` gives it.
+ */
 export function errorFromWire(wire: unknown): unknown {
   const rebuilt = reasonFromWire(wire)
   if (!(rebuilt instanceof Error) || typeof (rebuilt as { code?: unknown }).code !== 'string') return rebuilt
@@ -84,7 +88,15 @@ function rebuildUpstreamError(error: Error, props: Record<string, unknown>): Err
       return new UpstreamMalformedError(error.message)
     case 'ERR_WORKER_CRASHED':
       return new WorkerCrashedError(error.message)
+    case 'ERR_CLOSED':
+      return props.status === 503 ? new PoolClosedError(error.message) : sluiceError(error, props)
     default:
-      return undefined
+      return /^ERR_[A-Z_]+$/.test(String((error as { code?: unknown }).code)) ? sluiceError(error, props) : undefined
   }
+}
+
+function sluiceError(error: Error, props: Record<string, unknown>): Error {
+  const rebuilt = Object.assign(new SluiceError((error as SluiceError).code, error.message), props)
+  rebuilt.name = error.name
+  return rebuilt
 }

@@ -13,7 +13,8 @@
  * its 'exit'. A HELLO from a thread that already exited is answered by reclaiming its owners at once.
  *
  * Calls. One piscina task per call (`CallTask`), pending for the whole call, so piscina's per-worker task count
- * is the worker's live calls (load balancing, `concurrentTasksPerWorker = streamsPerWorker`). Never a piscina
+ * is the worker's live calls (load balancing, `concurrentTasksPerWorker = streamsPerWorker`). A task that waited
+ * in piscina's queue past its `notAfter` is refused before it takes a permit (main has already rejected it). Never a piscina
  * `signal` (it would give the task a whole worker and kill the worker on abort). The worker opens the call's
  * chunk writer first (so a cancel reaches it even while it waits for permits), runs the in-process upstream call
  * with the writer's signal as the client's signal, and tells main over the control port:
@@ -79,6 +80,9 @@ export interface WorkerInit {
   /** `demo`: each worker serves calls from its own embedded demo model (`createDemoUpstream`). */
   upstream: 'demo' | undefined
   demo: DemoUpstreamOptions | undefined
+  /** The resolved queue budget, for a worker refusing a call past its `notAfter`. */
+  queueTimeoutMs: number
+  queueRetryAfterMs: number
   /** Heartbeat period of the worker, ms. */
   heartbeatTickMs: number
   /** Node running from .ts sources: register tsx's ESM loader before importing the transform (./pool-worker.ts). */
@@ -101,6 +105,12 @@ export interface CallTask {
   key: number
   channel: ChunkChannelHandle
   request: UpstreamRequest
+  /**
+   * `sharedNow()` past which the call must not start: main rejects it with a QueueTimeoutError then if no worker
+   * started it (it waited in piscina's queue), and a worker that gets it later refuses it before taking a permit.
+   * Undefined for a call made while the pool was starting (startup is not charged to the queue budget).
+   */
+  notAfter: number | undefined
 }
 
 export const READY = 1

@@ -7,15 +7,18 @@
  */
 import { setImmediate, setInterval } from 'node:timers'
 import { MessageChannel, parentPort, threadId, workerData } from 'node:worker_threads'
+import { sharedNow } from '../clock.ts'
 import { createDemoUpstream } from '../demo-upstream.ts'
 import { SharedRateLimiter } from '../rate-limiter.ts'
 import { SharedSemaphore } from '../semaphore.ts'
 import { createUpstreamClient, type UpstreamClient } from '../upstream/client.ts'
+import { QueueTimeoutError } from '../upstream/errors.ts'
 import type { ChunkPort } from './chunk-channel-port.ts'
-import { reasonFromWire, reasonToWire } from './chunk-channel-reason.ts'
+import { reasonToWire } from './chunk-channel-reason.ts'
 import { ChunkWriterHub } from './chunk-channel-writer-hub.ts'
 import type { ChunkWriter } from './chunk-channel-writer.ts'
 import { ControlBatch, listenForControl } from './pool-control.ts'
+import { errorFromWire } from './pool-errors.ts'
 import { type CallTask, DONE, EVENT, FAILED, HEAD, type HelloMessage, POOL_TAG, READY, SHUTDOWN, type WorkerInit } from './pool-protocol.ts'
 import { loadTransform } from './transform-loader.ts'
 
@@ -43,7 +46,8 @@ const writers = new ChunkWriterHub(port)
 const shutdowns = new Map<number, AbortController>()
 listenForControl(port, (items) => {
   for (const item of items) {
-    if (item[0] === SHUTDOWN) shutdowns.get(item[1])?.abort(reasonFromWire(item[2]))
+    // Rebuilt as a SluiceError when it is one, so the stream's error event names it as in-process.
+    if (item[0] === SHUTDOWN) shutdowns.get(item[1])?.abort(errorFromWire(item[2]))
   }
 })
 
@@ -75,6 +79,12 @@ export default async function runCall(task: CallTask): Promise<void> {
   shutdowns.set(key, shutdown)
   let error: unknown
   try {
+    if (task.notAfter !== undefined && sharedNow() >= task.notAfter) {
+      // It waited in piscina's queue past its budget: main has given up on it; take no permit, send nothing.
+      throw new QueueTimeoutError(init.queueTimeoutMs, init.queueRetryAfterMs, {
+        message: `No worker started the call within the queue timeout of ${init.queueTimeoutMs} ms`,
+      })
+    }
     const client = await clientReady
     const options = { signal: writer.signal, shutdownSignal: shutdown.signal, id: String(key) }
     const response = task.kind === 'stream'

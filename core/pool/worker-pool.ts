@@ -22,6 +22,7 @@ import type { Worker } from 'node:worker_threads'
 import type { Emitter } from 'nanoevents'
 import { Piscina } from 'piscina'
 import { deferred } from '../abort.ts'
+import { sharedNow } from '../clock.ts'
 import type { StreamRunner } from '../gateway/runner.ts'
 import type { StreamEvents } from '../telemetry/events.ts'
 import { checkRequest, resolveTelemetry } from '../upstream/client.ts'
@@ -130,7 +131,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     },
   })
   // `ready` is also awaited by whoever wants it; this keeps an unobserved rejection from crashing the process.
-  ready.promise.catch(noop)
+  let isReady = false
+  ready.promise.then(() => (isReady = true), noop)
 
   function start(kind: CallTask['kind'], request: UpstreamRequest, callOptions: CallOptions = {}): Promise<Response> {
     if (closing !== undefined) return Promise.reject(new PoolClosedError('The worker pool is closed'))
@@ -147,7 +149,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     calls.set(key, call)
     active++
     const { url, method, headers, body } = request
-    const task: CallTask = { kind, key, channel: reader.handle, request: { url, method, headers, body } }
+    const notAfter = isReady ? sharedNow() + settings.queueTimeoutMs : undefined
+    const task: CallTask = { kind, key, channel: reader.handle, request: { url, method, headers, body }, notAfter }
     piscina.run(task).catch((error: unknown) => call.workerFailed(error))
     return call.response
   }
@@ -193,6 +196,8 @@ function workerInit(settings: ResolvedPoolOptions): WorkerInit {
     transform: settings.transform,
     upstream: settings.upstream,
     demo: settings.demo,
+    queueTimeoutMs: settings.queueTimeoutMs,
+    queueRetryAfterMs: settings.queueRetryAfterMs,
     heartbeatTickMs: Math.min(1_000, Math.max(10, settings.workerStallTimeoutMs / 4)),
     registerTsx: WORKER_EXEC_ARGV !== undefined,
   }
