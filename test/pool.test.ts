@@ -1,0 +1,330 @@
+// The worker pool beyond the in-process contract (which the `pool` vitest project checks by running the
+// streaming-call scenarios through it): options, transforms in workers vs in-process, usage, a worker killed or
+// exiting mid-stream under load, a stuck worker, the queue deadline in piscina's queue, and close().
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest'
+import { SharedRateLimiter } from '../core/rate-limiter.ts'
+import { SharedSemaphore } from '../core/semaphore.ts'
+import type { StreamEvent } from '../core/telemetry/events.ts'
+import { createStreamTelemetry } from '../core/telemetry/stream-telemetry.ts'
+import { PoolClosedError, WorkerCrashedError } from '../core/pool/pool-errors.ts'
+import { createStreamRunner, type ManagedStreamRunner } from '../core/pool/stream-runner.ts'
+import { createWorkerPool, type WorkerPool } from '../core/pool/worker-pool.ts'
+import { QueueTimeoutError } from '../core/upstream/errors.ts'
+import { expectedContent } from './upstream/behaviour.ts'
+import { contentOf, errorOf, readSse, useHarness } from './upstream/harness.ts'
+
+const harness = useHarness()
+const MARKERS = new URL('./fixtures/transforms/markers.ts', import.meta.url)
+const EXAMPLE = new URL('../examples/redact-transform.ts', import.meta.url)
+/** Polling bound for a pool to reach a state (worker startup on a loaded 2-core machine included). */
+const WAIT = { timeout: 20_000, interval: 10 }
+
+interface Rig {
+  semaphore: SharedSemaphore
+  log: StreamEvent[]
+  pool: WorkerPool
+}
+
+function rig(options: Partial<Parameters<typeof createWorkerPool>[0]> = {}, capacity = 40): Rig {
+  const semaphore = new SharedSemaphore({ capacity })
+  const telemetry = createStreamTelemetry()
+  const log: StreamEvent[] = []
+  telemetry.events.on('event', (event) => log.push(event))
+  const pool = createWorkerPool({
+    semaphore,
+    workers: 2,
+    telemetry,
+    retry: { baseDelayMs: 5, maxDelayMs: 20 },
+    transform: MARKERS,
+    ...options,
+  })
+  return { semaphore, log, pool }
+}
+
+/** Resolves once every call has ended, then checks the books are balanced. */
+async function balanced({ pool, semaphore, log }: Rig): Promise<void> {
+  await vi.waitFor(() => expect(pool.active).toBe(0), WAIT)
+  expect(semaphore.available).toBe(semaphore.capacity)
+  expect(semaphore.waiting).toBe(0)
+  expect(log.filter((event) => event.type === 'end')).toHaveLength(log.filter((event) => event.type === 'start').length)
+}
+
+describe('options', () => {
+  test('are validated once, with the option name and value', () => {
+    const semaphore = new SharedSemaphore({ capacity: 1 })
+    expect(() => createStreamRunner({ semaphore, workers: -1 })).toThrow(
+      'Expected `workers` to be a non-negative integer, got `-1` (number)',
+    )
+    expect(() => createWorkerPool({ semaphore, workers: 1, streamsPerWorker: 0 })).toThrow(
+      'Expected `streamsPerWorker` to be a positive integer, got `0` (number)',
+    )
+    expect(() => createWorkerPool({ semaphore, workers: 1, fetch: globalThis.fetch })).toThrow(
+      /Expected `fetch` to be undefined with `workers` > 0 \(functions cannot cross threads: use `upstream: 'demo'`/,
+    )
+    expect(() => createWorkerPool({ semaphore, workers: 1, onEvent: () => {} })).toThrow(/use a `transform` module/)
+    expect(() => createWorkerPool({ semaphore, workers: 1, retry: { random: Math.random } })).toThrow(
+      /Expected `retry.random` to be undefined/,
+    )
+    const local = { acquire: () => Promise.resolve({ release() {} }) }
+    expect(() => createWorkerPool({ semaphore: local as unknown as SharedSemaphore, workers: 1 })).toThrow(
+      /Expected `semaphore` to be a SharedSemaphore with `workers` > 0/,
+    )
+    expect(() => createWorkerPool({ semaphore, workers: 1, queueTimeoutMs: 0 })).toThrow(
+      'Expected `queueTimeoutMs` to be a finite number of milliseconds > 0, got `0` (number)',
+    )
+    expect(() => createWorkerPool({ semaphore, workers: 1, transform: '' })).toThrow(
+      'Expected `transform` to be a module path or URL, got `` (string)',
+    )
+    expect(() => createStreamRunner({ semaphore, workers: 0, upstream: 'other' as 'demo' })).toThrow(
+      'Expected `upstream` to be `demo` or undefined, got `other` (string)',
+    )
+  })
+
+  test('a transform module without a default function: `ready` and every call reject with its error', async () => {
+    const semaphore = new SharedSemaphore({ capacity: 2 })
+    const notAFactory = new URL('./fixtures/transforms/not-a-factory.ts', import.meta.url)
+    for (const workers of [0, 1]) {
+      const runner = createStreamRunner({ semaphore, workers, transform: notAFactory })
+      await expect(runner.ready).rejects.toThrow(/to export a default function, got object/)
+      await expect(runner.stream(harness.request({ id: `bad-transform-${workers}` }))).rejects.toThrow(
+        /to export a default function/,
+      )
+      await runner.close()
+      expect(runner.active).toBe(0)
+    }
+    expect(semaphore.available).toBe(2)
+  })
+})
+
+describe('transforms and usage', () => {
+  let both: { label: string; runner: ManagedStreamRunner; log: StreamEvent[] }[]
+  const semaphore = new SharedSemaphore({ capacity: 8 })
+  beforeAll(() => {
+    both = [0, 2].map((workers) => {
+      const telemetry = createStreamTelemetry()
+      const log: StreamEvent[] = []
+      telemetry.events.on('event', (event) => log.push(event))
+      return { label: `workers: ${workers}`, runner: createStreamRunner({ semaphore, workers, transform: MARKERS, telemetry }), log }
+    })
+  })
+  afterAll(async () => {
+    await Promise.all(both.map(({ runner }) => runner.close()))
+    expect(semaphore.available).toBe(8)
+  })
+
+  test('redaction rewrites content; workers: 0 and workers: 2 give byte-identical output', async () => {
+    const texts: string[] = []
+    for (const { runner, log } of both) {
+      const id = `redact-${texts.length}`
+      const read = await readSse(await runner.stream(harness.request({ id, chunks: 12, eventsPerWrite: 3 }), { id }))
+      expect(contentOf(read.events)).toBe(expectedContent(12).replace(/\d/g, '•'))
+      expect(read.events.at(-1)!.data).toBe('[DONE]')
+      // Same bytes once the per-request id and timestamp are normalised.
+      texts.push(read.text.replaceAll(id, 'ID').replace(/"created":\d+/g, '"created":0'))
+      await vi.waitFor(() => expect(log.at(-1)?.type).toBe('end'), WAIT)
+      // Usage is counted before the transform: what the upstream sent (its own usage object here).
+      expect(log.at(-1)).toMatchObject({
+        id,
+        outcome: 'completed',
+        events: 1 + 12 + 1,
+        usage: { source: 'upstream', completionTokens: 12, promptTokens: 3, totalTokens: 15 },
+      })
+    }
+    expect(texts[1]).toBe(texts[0])
+  })
+
+  test('a throwing transform ends the stream with an error event and leaks nothing, in both modes', async () => {
+    for (const { runner } of both) {
+      const id = `throw-${runner === both[0]!.runner ? 0 : 2}`
+      const read = await readSse(await runner.stream(harness.request({ id, chunks: 10, stallAfter: 5 })))
+      expect(read.error).toBeUndefined()
+      expect(read.events).toHaveLength(2 + 1)
+      expect(errorOf(read.events)).toEqual({ message: 'Internal error while streaming', type: 'server_error', code: 'internal_error' })
+      expect((await harness.upstream.waitForClosed(id)).outcome).toBe('aborted')
+      await vi.waitFor(() => expect(runner.active).toBe(0), WAIT)
+    }
+    expect(semaphore.available).toBe(8)
+  })
+
+  test('usage is counted from content deltas when the upstream sends none (a demo upstream per worker)', async () => {
+    const telemetry = createStreamTelemetry()
+    const ends: StreamEvent[] = []
+    telemetry.events.on('end', (event) => ends.push(event))
+    const demo = { timeToFirstTokenMs: 0, interTokenMs: 0, maxTokens: 7 }
+    const pool = createStreamRunner({ semaphore, workers: 1, upstream: 'demo', demo, telemetry })
+    try {
+      const request = { url: 'http://demo.invalid/v1/chat/completions', body: JSON.stringify({ stream: true, messages: [{ role: 'user', content: 'hi' }] }) }
+      const read = await readSse(await pool.stream(request))
+      expect(read.events.at(-1)!.data).toBe('[DONE]')
+      expect(read.events).toHaveLength(1 + 7 + 1 + 1)
+      await vi.waitFor(() => expect(ends).toHaveLength(1), WAIT)
+      expect(ends[0]).toMatchObject({ usage: { source: 'counted', completionTokens: 7, promptTokens: undefined } })
+    } finally {
+      await pool.close()
+    }
+  })
+})
+
+describe('a worker that dies or hangs', () => {
+  test('killed mid-stream under load: its streams end with an error event, the others complete, permits come back, it is replaced', async () => {
+    const setup = rig()
+    const { pool, log } = setup
+    try {
+      await pool.ready
+      const before = pool.threads.map((thread) => thread.threadId)
+      const streams = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => pool.stream(harness.request({ id: `load-${i}`, chunks: 6, stallAfter: 2, stallMs: 1_500 }))),
+      )
+      // Every stream has its first bytes before the kill: the failure is mid-stream for every affected one.
+      const readers = streams.map((response) => response.body!.getReader())
+      const firsts = await Promise.all(readers.map((reader) => reader.read()))
+      expect(firsts.every((first) => first.done === false)).toBe(true)
+      const decoder = new TextDecoder()
+      const firstTexts = firsts.map((first) => decoder.decode(first.value))
+      const victim = pool.threads[0]!
+      await victim.terminate()
+      for (const reader of readers) reader.releaseLock()
+      // The whole text of each stream: its first chunk and the rest.
+      const reads = await Promise.all(
+        streams.map(async (response, i) => {
+          const rest = await readSse(response)
+          return readSse(new Response(firstTexts[i]! + rest.text))
+        }),
+      )
+      const failed = reads.filter((read) => errorOf(read.events) !== undefined)
+      const completed = reads.filter((read) => read.events.at(-1)?.data === '[DONE]')
+      expect(failed.length + completed.length).toBe(20)
+      expect(failed.length).toBeGreaterThan(0)
+      expect(completed.length).toBeGreaterThan(0)
+      for (const read of failed) {
+        expect(read.error).toBeUndefined()
+        expect(read.text).not.toContain('[DONE]')
+        expect(errorOf(read.events)).toMatchObject({ code: 'worker_crashed', type: 'server_error' })
+      }
+      for (const read of completed) expect(contentOf(read.events)).toBe(expectedContent(6))
+      await balanced(setup)
+      const crashed = log.filter((event) => event.type === 'error')
+      expect(crashed).toHaveLength(failed.length)
+      expect(crashed.every((event) => event.type === 'error' && event.code === 'ERR_WORKER_CRASHED' && event.afterFirstChunk)).toBe(true)
+      // Replaced, and the new worker serves.
+      await vi.waitFor(() => expect(pool.threads).toHaveLength(2), WAIT)
+      expect(pool.threads.map((thread) => thread.threadId)).not.toContain(before[0])
+      const again = await Promise.all(
+        Array.from({ length: 6 }, (_, i) => pool.stream(harness.request({ id: `after-${i}`, chunks: 3 })).then(readSse)),
+      )
+      for (const read of again) expect(contentOf(read.events)).toBe(expectedContent(3))
+      await balanced(setup)
+    } finally {
+      await pool.close()
+    }
+  })
+
+  test('process.exit() in a transform: mid-stream an error event; before the answer left, a 502 rejection', async () => {
+    const setup = rig({ workers: 1 })
+    const { pool } = setup
+    try {
+      const read = await readSse(await pool.stream(harness.request({ id: 'exit-1', chunks: 6, delay: 20 })))
+      expect(contentOf(read.events)).toBe(expectedContent(2))
+      expect(errorOf(read.events)).toMatchObject({ code: 'worker_crashed' })
+      await vi.waitFor(() => expect(pool.threads).toHaveLength(1), WAIT)
+      const early = await pool.stream(harness.request({ id: 'early-1', chunks: 3 })).catch((error: unknown) => error)
+      expect(early).toBeInstanceOf(WorkerCrashedError)
+      expect(early).toMatchObject({ status: 502, code: 'ERR_WORKER_CRASHED' })
+      await vi.waitFor(() => expect(pool.threads).toHaveLength(1), WAIT)
+      const fine = await readSse(await pool.stream(harness.request({ id: 'after-exit', chunks: 3 })))
+      expect(contentOf(fine.events)).toBe(expectedContent(3))
+      await balanced(setup)
+    } finally {
+      await pool.close()
+    }
+  })
+
+  test('a worker stuck in a busy loop is terminated after workerStallTimeoutMs; its stream ends, others are served', async () => {
+    const setup = rig({ workerStallTimeoutMs: 400 })
+    const { pool, log } = setup
+    try {
+      await pool.ready
+      const started = performance.now()
+      const read = await readSse(await pool.stream(harness.request({ id: 'spin-1', chunks: 6, delay: 20 })))
+      const elapsed = performance.now() - started
+      expect(contentOf(read.events)).toBe(expectedContent(1))
+      expect(errorOf(read.events)).toMatchObject({ code: 'worker_crashed' })
+      expect(elapsed).toBeGreaterThanOrEqual(400)
+      expect(elapsed).toBeLessThan(10_000)
+      await balanced(setup)
+      expect(log.find((event) => event.type === 'error')).toMatchObject({ message: expect.stringMatching(/stopped answering for 400 ms/) })
+      const fine = await readSse(await pool.stream(harness.request({ id: 'after-spin', chunks: 3 })))
+      expect(contentOf(fine.events)).toBe(expectedContent(3))
+    } finally {
+      await pool.close()
+    }
+  })
+})
+
+describe('queueing and shared limits', () => {
+  test('a call waiting in piscina’s queue (every worker full) gets the queue timeout; nothing reaches the upstream', async () => {
+    const setup = rig({ workers: 1, streamsPerWorker: 1, queueTimeoutMs: 300, transform: undefined })
+    const { pool } = setup
+    try {
+      await pool.ready
+      const first = await pool.stream(harness.request({ id: 'holds-worker', chunks: 3, stallAfter: 1, stallMs: 1_000 }))
+      const started = performance.now()
+      const error = await pool.stream(harness.request({ id: 'queued-in-piscina' })).catch((e: unknown) => e)
+      const elapsed = performance.now() - started
+      expect(error).toBeInstanceOf(QueueTimeoutError)
+      expect(error).toMatchObject({ status: 503, code: 'ERR_QUEUE_TIMEOUT' })
+      expect(elapsed).toBeGreaterThanOrEqual(295)
+      expect(elapsed).toBeLessThan(1_000)
+      expect(contentOf((await readSse(first)).events)).toBe(expectedContent(3))
+      await balanced(setup)
+      expect(harness.upstream.attempts('queued-in-piscina')).toHaveLength(0)
+    } finally {
+      await pool.close()
+    }
+  })
+
+  test('one semaphore and one rate limiter for every worker', async () => {
+    const rateLimiter = new SharedRateLimiter({ rate: 4, per: 60_000 })
+    const setup = rig({ rateLimiter, queueTimeoutMs: 1_000, transform: undefined }, 3)
+    const { pool, semaphore } = setup
+    try {
+      const held = await Promise.all(
+        Array.from({ length: 3 }, (_, i) => pool.stream(harness.request({ id: `shared-${i}`, chunks: 2, stallAfter: 1, stallMs: 300 }))),
+      )
+      expect(semaphore.available).toBe(0)
+      await Promise.all(held.map((response) => readSse(response)))
+      await balanced(setup)
+      // 3 tokens spent by three workers' calls; one left, then the bucket is empty for all of them.
+      await readSse(await pool.stream(harness.request({ id: 'shared-4', chunks: 1 })))
+      const starved = await pool.stream(harness.request({ id: 'shared-5' })).catch((e: unknown) => e)
+      expect(starved).toBeInstanceOf(QueueTimeoutError)
+      expect((starved as QueueTimeoutError).retryAfterMs).toBeGreaterThan(10_000)
+      await balanced(setup)
+    } finally {
+      await pool.close()
+    }
+  })
+})
+
+describe('close()', () => {
+  test('waits for live streams up to the deadline, then ends them with the shutdown error event', async () => {
+    const setup = rig({ transform: undefined })
+    const { pool } = setup
+    const quick = await pool.stream(harness.request({ id: 'close-quick', chunks: 4, delay: 40 }))
+    const slow = await pool.stream(harness.request({ id: 'close-slow', chunks: 4, stallAfter: 1, stallMs: 10_000 }))
+    const reads = [readSse(quick), readSse(slow)]
+    const started = performance.now()
+    await pool.close({ timeoutMs: 500 })
+    const elapsed = performance.now() - started
+    const [quickRead, slowRead] = await Promise.all(reads)
+    expect(quickRead!.events.at(-1)!.data).toBe('[DONE]')
+    expect(contentOf(slowRead!.events)).toBe(expectedContent(1))
+    expect(errorOf(slowRead!.events)).toMatchObject({ code: 'closed', type: 'server_error' })
+    expect(elapsed).toBeGreaterThanOrEqual(490)
+    expect(elapsed).toBeLessThan(5_000)
+    expect((await harness.upstream.waitForClosed('close-slow')).outcome).toBe('aborted')
+    expect(pool.threads).toHaveLength(0)
+    await expect(pool.stream(harness.request({ id: 'after-close' }))).rejects.toBeInstanceOf(PoolClosedError)
+    await balanced(setup)
+  })
+})
