@@ -27,6 +27,7 @@ import type { StreamRunner } from '../gateway/runner.ts'
 import type { StreamEvents } from '../telemetry/events.ts'
 import { checkRequest, resolveTelemetry } from '../upstream/client.ts'
 import type { CallOptions, UpstreamRequest } from '../upstream/types.ts'
+import { holdAlive } from '../keep-alive.ts'
 import { durationMs } from '../validate.ts'
 import { ChunkReaderHub } from './chunk-channel-reader-hub.ts'
 import { errorFromWire, PoolClosedError } from './pool-errors.ts'
@@ -132,7 +133,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   })
   // `ready` is also awaited by whoever wants it; this keeps an unobserved rejection from crashing the process.
   let isReady = false
-  ready.promise.then(() => (isReady = true), noop)
+  // piscina unrefs its workers, so on Node a script awaiting `ready` (or a call made before it) would exit with
+  // "unsettled top-level await" while the workers start: hold the process until they are up (or failed).
+  const releaseStartup = holdAlive()
+  ready.promise.then(() => (isReady = true), noop).finally(releaseStartup)
 
   function start(kind: CallTask['kind'], request: UpstreamRequest, callOptions: CallOptions = {}): Promise<Response> {
     if (closing !== undefined) return Promise.reject(new PoolClosedError('The worker pool is closed'))
@@ -166,6 +170,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         for (const call of [...calls.values()]) call.workerFailed(reason)
       }
       registry.stop()
+      releaseStartup()
       await piscina.destroy()
       hub.close(new PoolClosedError('The worker pool closed'))
     })()
