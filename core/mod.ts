@@ -16,6 +16,15 @@ export type { UpstreamClient } from './upstream/client.ts'
 export type { UpstreamClientOptions } from './upstream/options.ts'
 export type { RetryOptions } from './upstream/retry-policy.ts'
 export type { UpstreamEventHook } from './upstream/sse-forwarder.ts'
+// The transform module contract (the worker pool, in core/pool/, loads such modules) and the end event's usage.
+export type {
+  EventRewrite,
+  StreamTransform,
+  TransformContext,
+  TransformEvent,
+  TransformFactory,
+} from './upstream/transform.ts'
+export type { StreamUsage } from './upstream/usage.ts'
 // `Permit` is exported from semaphore.ts (above): it satisfies upstream's structural `Permit` ({ release(): void }).
 export type { AcquireOptions, CallOptions, PermitGaugeSource, PermitSource, TokenSource, UpstreamRequest } from './upstream/types.ts'
 export {
