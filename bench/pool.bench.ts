@@ -67,7 +67,8 @@ async function consume(response: Response): Promise<{ content: string; events: n
     onEvent(event) {
       if (event.data === '[DONE]') return
       events++
-      content += (JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }).choices[0]?.delta.content ?? ''
+      const chunk = JSON.parse(event.data) as { choices: { delta: { content?: string } }[] }
+      content += chunk.choices[0]?.delta.content ?? ''
     },
   })
   const decoder = new TextDecoder()
@@ -76,17 +77,25 @@ async function consume(response: Response): Promise<{ content: string; events: n
 }
 
 /** STREAMS concurrent streams of `chunks` content events; checks each; returns the data events read. */
-async function concurrent(runner: ManagedStreamRunner, upstream: Upstream, chunks: number, verify = false): Promise<number> {
+async function concurrent(
+  runner: ManagedStreamRunner,
+  upstream: Upstream,
+  chunks: number,
+  verify = false,
+): Promise<number> {
   const model = `chunks=${chunks}&eventsPerWrite=5`
   const results = await Promise.all(
     Array.from({ length: STREAMS }, async () => consume(await runner.stream(request(upstream, model)))),
   )
   let events = 0
   for (const result of results) {
-    if (verify && result.content !== expectedContent(chunks)) throw new Error(`wrong content (${result.content.length} chars)`)
+    if (verify && result.content !== expectedContent(chunks)) {
+      throw new Error(`wrong content (${result.content.length} chars)`)
+    }
     events += result.events
   }
-  if (verify && events !== STREAMS * (chunks + 2)) throw new Error(`got ${events} events, expected ${STREAMS * (chunks + 2)}`)
+  const expected = STREAMS * (chunks + 2)
+  if (verify && events !== expected) throw new Error(`got ${events} events, expected ${expected}`)
   return events
 }
 
@@ -100,7 +109,8 @@ const round = (value: number, digits = 0): number => Number(value.toFixed(digits
 
 /** Runs the three sections and prints their tables. */
 export async function run(): Promise<void> {
-  console.log(`worker pool on node ${process.versions.node}, ${availableParallelism()} cores (indicative; see bench/README.md)`)
+  const where = `node ${process.versions.node}, ${availableParallelism()} cores`
+  console.log(`worker pool on ${where} (indicative; see bench/README.md)`)
   const upstream = await startUpstream()
   const semaphore = new SharedSemaphore({ capacity: 1024 })
   const runners: ManagedStreamRunner[] = []
@@ -121,7 +131,8 @@ export async function run(): Promise<void> {
 }
 
 async function dispatch(upstream: Upstream, inProcess: ManagedStreamRunner, pool: ManagedStreamRunner): Promise<void> {
-  const piscina = new Piscina({ filename: new URL('./_noop-worker.mjs', import.meta.url).href, minThreads: 1, maxThreads: 1, atomics: 'disabled' })
+  const filename = new URL('./_noop-worker.mjs', import.meta.url).href
+  const piscina = new Piscina({ filename, minThreads: 1, maxThreads: 1, atomics: 'disabled' })
   const one = request(upstream, 'chunks=1&eventsPerWrite=10')
   for (const made of [inProcess, pool]) {
     const result = await consume(await made.stream(one))
@@ -146,7 +157,11 @@ async function dispatch(upstream: Upstream, inProcess: ManagedStreamRunner, pool
   )
 }
 
-async function throughput(upstream: Upstream, inProcess: ManagedStreamRunner, pool: ManagedStreamRunner): Promise<void> {
+async function throughput(
+  upstream: Upstream,
+  inProcess: ManagedStreamRunner,
+  pool: ManagedStreamRunner,
+): Promise<void> {
   const chunks = 1000
   const modes = { 'in-process': inProcess, 'pool (2 workers)': pool }
   const bench = new Bench({ name: 'throughput', time: 3000, warmupTime: 500 })

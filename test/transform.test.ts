@@ -50,7 +50,12 @@ describe('UsageCounter', () => {
     counter.observe({ choices: [{ delta: { role: 'assistant', content: '' } }] })
     counter.observe({ choices: [{ delta: { content: 'a' } }, { delta: { content: 'b' } }] })
     counter.observe('not an object')
-    expect(counter.result()).toEqual({ source: 'counted', promptTokens: undefined, completionTokens: 2, totalTokens: undefined })
+    expect(counter.result()).toEqual({
+      source: 'counted',
+      promptTokens: undefined,
+      completionTokens: 2,
+      totalTokens: undefined,
+    })
     counter.observe({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 9, total_tokens: 12 } })
     expect(counter.result()).toEqual({ source: 'upstream', promptTokens: 3, completionTokens: 9, totalTokens: 12 })
   })
@@ -59,11 +64,14 @@ describe('UsageCounter', () => {
 describe('transforms in the forwarder', () => {
   test('no edit: the chunks are the upstream bytes; the end event carries the upstream usage', async () => {
     const seen: string[] = []
-    const transform: TransformFactory = ({ id }) => ({ event: (event) => void seen.push(`${id}:${event.data.length > 0}`) })
+    const transform: TransformFactory = ({ id }) => ({
+      event: (event) => void seen.push(`${id}:${event.data.length > 0}`),
+    })
     const plain = harness.client()
     const observed = harness.client({ transform })
     const a = await readSse(await plain.stream(harness.request({ id: 't-plain', chunks: 6, eventsPerWrite: 2 })))
-    const b = await readSse(await observed.stream(harness.request({ id: 't-observed', chunks: 6, eventsPerWrite: 2 }), { id: 'obs' }))
+    const request = harness.request({ id: 't-observed', chunks: 6, eventsPerWrite: 2 })
+    const b = await readSse(await observed.stream(request, { id: 'obs' }))
     const normalise = (text: string): string => text.replaceAll('t-observed', 't-plain').replace(/"created":\d+/g, '')
     expect(normalise(b.text)).toBe(normalise(a.text))
     expect(seen).toEqual(Array(8).fill('obs:true'))
@@ -116,11 +124,15 @@ describe('transforms in the forwarder', () => {
   })
 
   test('usage is counted from content deltas when the upstream sends none (demo upstream)', async () => {
-    const client = harness.client({ fetch: createDemoUpstream({ timeToFirstTokenMs: 0, interTokenMs: 0, maxTokens: 7 }) as typeof fetch })
-    const request = { url: 'http://demo.invalid/v1/chat/completions', body: JSON.stringify({ stream: true, messages: [{ role: 'user', content: 'hi' }] }) }
+    const demo = createDemoUpstream({ timeToFirstTokenMs: 0, interTokenMs: 0, maxTokens: 7 })
+    const client = harness.client({ fetch: demo as typeof fetch })
+    const body = JSON.stringify({ stream: true, messages: [{ role: 'user', content: 'hi' }] })
+    const request = { url: 'http://demo.invalid/v1/chat/completions', body }
     const read = await readSse(await client.stream(request))
     expect(read.events.at(-1)!.data).toBe('[DONE]')
     await client.idle()
-    expect(client.log.at(-1)).toMatchObject({ usage: { source: 'counted', completionTokens: 7, promptTokens: undefined } })
+    expect(client.log.at(-1)).toMatchObject({
+      usage: { source: 'counted', completionTokens: 7, promptTokens: undefined },
+    })
   })
 })

@@ -65,7 +65,8 @@ export function errorFromWire(wire: unknown): unknown {
 }
 
 function rebuildUpstreamError(error: Error, props: Record<string, unknown>): Error | undefined {
-  const number = (key: string): number | undefined => (typeof props[key] === 'number' ? (props[key] as number) : undefined)
+  const number = (key: string): number | undefined =>
+    typeof props[key] === 'number' ? (props[key] as number) : undefined
   const timeoutMs = number('timeoutMs') ?? 0
   switch ((error as { code?: unknown }).code) {
     case 'ERR_QUEUE_TIMEOUT':

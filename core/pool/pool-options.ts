@@ -82,7 +82,8 @@ export function resolvePoolOptions(options: WorkerPoolOptions): ResolvedPoolOpti
   const workers = positiveInteger('workers', options.workers ?? defaultWorkers())
   for (const name of ['fetch', 'onEvent'] as const) {
     if (options[name] !== undefined) {
-      invalidOption(name, `undefined with \`workers\` > 0 (functions cannot cross threads: ${ALTERNATIVE[name]})`, options[name])
+      const expected = `undefined with \`workers\` > 0 (functions cannot cross threads: ${ALTERNATIVE[name]})`
+      invalidOption(name, expected, options[name])
     }
   }
   if (options.retry?.random !== undefined) {
@@ -91,9 +92,11 @@ export function resolvePoolOptions(options: WorkerPoolOptions): ResolvedPoolOpti
   // The same checks and messages as the in-process client, once, here.
   const checked = resolveOptions({ ...options, telemetry: undefined, transform: undefined })
   const semaphore = shared('semaphore', options.semaphore)!
-  const bufferedSemaphore = options.bufferedSemaphore === undefined ? undefined : shared('bufferedSemaphore', options.bufferedSemaphore)
+  const bufferedSemaphore = options.bufferedSemaphore === undefined
+    ? undefined
+    : shared('bufferedSemaphore', options.bufferedSemaphore)
   const rateLimiter = sharedLimiter(options.rateLimiter)
-  if (options.upstream !== undefined && options.upstream !== 'demo') invalidOption('upstream', '`demo` or undefined', options.upstream)
+  checkUpstream(options.upstream)
   const { retry } = options
   return {
     workers,
@@ -121,6 +124,11 @@ export function resolvePoolOptions(options: WorkerPoolOptions): ResolvedPoolOpti
     workerStallTimeoutMs: durationMs('workerStallTimeoutMs', options.workerStallTimeoutMs ?? 10_000),
     window: positiveInteger('window', options.window ?? 65_536),
   }
+}
+
+/** `upstream` is `'demo'` or absent. */
+export function checkUpstream(upstream: unknown): void {
+  if (upstream !== undefined && upstream !== 'demo') invalidOption('upstream', '`demo` or undefined', upstream)
 }
 
 const ALTERNATIVE = {

@@ -14,10 +14,10 @@
  *
  * Calls. One piscina task per call (`CallTask`), pending for the whole call, so piscina's per-worker task count
  * is the worker's live calls (load balancing, `concurrentTasksPerWorker = streamsPerWorker`). A task that waited
- * in piscina's queue past its `notAfter` is refused before it takes a permit (main has already rejected it). Never a piscina
- * `signal` (it would give the task a whole worker and kill the worker on abort). The worker opens the call's
- * chunk writer first (so a cancel reaches it even while it waits for permits), runs the in-process upstream call
- * with the writer's signal as the client's signal, and tells main over the control port:
+ * in piscina's queue past its `notAfter` is refused before it takes a permit (main has already rejected it).
+ * Never a piscina `signal` (it would give the task a whole worker and kill the worker on abort). The worker
+ * opens the call's chunk writer first (so a cancel reaches it even while it waits for permits), runs the
+ * in-process upstream call with the writer's signal as the client's signal, and tells main over the control port:
  *   EVENT  every lifecycle event, `id` = the call's key (main puts the caller's id back: keys are unique, ids need
  *          not be), in order;
  *   HEAD   `key, status, headers` once the upstream answered; the body follows as the chunk stream;

@@ -19,7 +19,8 @@ import { ChunkWriterHub } from './chunk-channel-writer-hub.ts'
 import type { ChunkWriter } from './chunk-channel-writer.ts'
 import { ControlBatch, listenForControl } from './pool-control.ts'
 import { errorFromWire } from './pool-errors.ts'
-import { type CallTask, DONE, EVENT, FAILED, HEAD, type HelloMessage, POOL_TAG, READY, SHUTDOWN, type WorkerInit } from './pool-protocol.ts'
+import { DONE, EVENT, FAILED, HEAD, POOL_TAG, READY, SHUTDOWN } from './pool-protocol.ts'
+import type { CallTask, HelloMessage, WorkerInit } from './pool-protocol.ts'
 import { loadTransform } from './transform-loader.ts'
 
 const init = workerData as WorkerInit

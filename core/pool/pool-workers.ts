@@ -155,8 +155,9 @@ export class WorkerRegistry {
     const now = performance.now()
     for (const link of this.#links.values()) {
       if (link.failure !== undefined || !link.stalled(now, this.#options.stallTimeoutMs)) continue
+      const stall = this.#options.stallTimeoutMs
       link.failure = new WorkerCrashedError(
-        `The worker thread running this call stopped answering for ${this.#options.stallTimeoutMs} ms and was terminated`,
+        `The worker thread running this call stopped answering for ${stall} ms and was terminated`,
       )
       void link.worker.terminate()
     }

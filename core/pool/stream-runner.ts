@@ -14,7 +14,7 @@ import type { TransformFactory } from '../upstream/transform.ts'
 import type { CallOptions, UpstreamRequest } from '../upstream/types.ts'
 import { durationMs, invalidOption } from '../validate.ts'
 import { PoolClosedError } from './pool-errors.ts'
-import { resolveWorkers, type StreamRunnerOptions, type WorkerPoolOptions } from './pool-options.ts'
+import { checkUpstream, resolveWorkers, type StreamRunnerOptions, type WorkerPoolOptions } from './pool-options.ts'
 import { loadTransform, transformUrl } from './transform-loader.ts'
 import { createWorkerPool, type WorkerPool } from './worker-pool.ts'
 
@@ -41,7 +41,7 @@ const CLOSE_GRACE_MS = 2_000
 
 function createInProcessRunner(options: StreamRunnerOptions): ManagedStreamRunner {
   const { sink, events } = resolveTelemetry(options.telemetry)
-  if (options.upstream !== undefined && options.upstream !== 'demo') invalidOption('upstream', '`demo` or undefined', options.upstream)
+  checkUpstream(options.upstream)
   const fetchOption = options.upstream === 'demo' ? { fetch: createDemoUpstream(options.demo) as typeof fetch } : {}
   const {
     transform: _transform,
@@ -74,7 +74,11 @@ function createInProcessRunner(options: StreamRunnerOptions): ManagedStreamRunne
     if (activeCount() === 0) idle.resolve()
   })
 
-  async function run(kind: 'stream' | 'complete', request: UpstreamRequest, callOptions: CallOptions = {}): Promise<Response> {
+  async function run(
+    kind: 'stream' | 'complete',
+    request: UpstreamRequest,
+    callOptions: CallOptions = {},
+  ): Promise<Response> {
     if (closing !== undefined) throw new PoolClosedError('The stream runner is closed')
     if (activeCount() === 0) idle = deferred<void>()
     pending++

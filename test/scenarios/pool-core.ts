@@ -83,7 +83,8 @@ await runMain(async () => {
   }
 
   const retryId = `${prefix}-retry`
-  const retried = await readAll(await runner.stream(request(`id=${retryId}&chunks=3&fail=503&failTimes=2`), { id: retryId }))
+  const retryRequest = request(`id=${retryId}&chunks=3&fail=503&failTimes=2`)
+  const retried = await readAll(await runner.stream(retryRequest, { id: retryId }))
   const idle = await readAll(await runner.stream(request(`id=${prefix}-idle&chunks=5&stallAfter=2`)))
   const noDone = await readAll(await runner.stream(request(`id=${prefix}-nodone&chunks=3&noDone=1`)))
   // 20 ms between writes: see upstream-core.ts (Bun 1.4.5 fetch and a FIN read with the last bytes).
@@ -119,7 +120,10 @@ await runMain(async () => {
   return {
     happy: { content: content(happy.events), last: happy.events.at(-1)?.data, events: happy.events.length },
     cancelled,
-    retry: { content: content(retried.events), retries: log.filter((e) => e.type === 'retry' && e.id === retryId).length },
+    retry: {
+      content: content(retried.events),
+      retries: log.filter((e) => e.type === 'retry' && e.id === retryId).length,
+    },
     idle: { content: content(idle.events), code: errorCode(idle.events) },
     noDone: { content: content(noDone.events), code: errorCode(noDone.events) },
     cutMid: {

@@ -132,7 +132,11 @@ export function useHarness(): Harness {
   }
 }
 
-function waitForIdle(client: Pick<UpstreamClient, 'active'>, telemetry: StreamTelemetry, timeoutMs = 5_000): Promise<void> {
+function waitForIdle(
+  client: Pick<UpstreamClient, 'active'>,
+  telemetry: StreamTelemetry,
+  timeoutMs = 5_000,
+): Promise<void> {
   if (client.active === 0) return Promise.resolve()
   return new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
