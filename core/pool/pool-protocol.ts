@@ -25,6 +25,8 @@
  *          (wire form) when it was rejected before any byte — main rebuilds the same error class from `code`.
  * All three travel on one port, so main sees a call's EVENTs, HEAD and DONE in order. They are batched per turn
  * of the worker's event loop (like the chunk frames): one `postMessage` for every call's news of that turn.
+ * Control and chunk batches of one turn may leave in either order, so DONE is posted a turn after the call's last
+ * chunk frame: when main sees DONE it has every byte of the call.
  * piscina's own task result is not used (it travels on another port, so it could overtake them); its rejection
  * means the worker died.
  *

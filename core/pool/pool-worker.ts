@@ -100,9 +100,17 @@ export default async function runCall(task: CallTask): Promise<void> {
   } finally {
     shutdowns.delete(key)
   }
+  // DONE must trail the call's last chunk frames on the port: main forgets the call at DONE, and a pool closing
+  // then terminates the worker, which would drop frames still waiting in this turn's chunk batch (measured:
+  // the stream's final error event lost). Each batch flushes on setImmediate, so the next turn is after them.
+  await nextTurn()
   control.post([DONE, key, error === undefined ? undefined : reasonToWire(error)])
-  // Let this turn's chunk and control batches leave before piscina posts the task's result.
-  await new Promise((resolve) => setImmediate(resolve))
+  // And DONE leaves before piscina posts the task's result (a worker dying right after cannot lose it).
+  await nextTurn()
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
 }
 
 /** Body → chunk writer, reading the body only when the writer has credit (each write resolves on credit). */
