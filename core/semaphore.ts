@@ -236,7 +236,12 @@ export class SharedSemaphore {
    * cancels its queued acquires, wakes the waiters that now fit, frees the id for reuse, and returns the weight
    * given back. Call it once per exited thread, from its Worker 'exit' handler, never for a live owner: the id
    * is reused by the next `from()`. Exact even if the thread died inside a critical section. Returns 0 for an
-   * owner id that is not in use. Throws a TimeoutError if another owner keeps the section lock for 1 s (a
+   * owner id that is not in use.
+   *
+   * Deno 2.9: after `worker.terminate()`, 'exit' fires at once but the worker keeps running JS until it returns
+   * to its event loop (seconds, for a long promise chain). Reclaiming it then races with a live owner. There,
+   * wait until the worker is seen to stop (test/scenarios/semaphore-crash.ts watches a counter it bumps), or
+   * let workers end themselves (an uncaught error or `process.exit()` in the worker stops it at once). Throws a TimeoutError if another owner keeps the section lock for 1 s (a
    * thread that died holding it and was not reclaimed yet: reclaim that one, then call this again).
    */
   reclaim(ownerId: number): number {

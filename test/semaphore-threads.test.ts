@@ -98,6 +98,14 @@ describe.each(RUNTIMES)('SharedSemaphore across threads on %s', (runtime) => {
     expect(elapsedMs).toBeLessThan(2_000)
   })
 
+  // reclaim() needs a thread that has stopped. Pinned so that we notice when Deno changes (then the crash
+  // scenario's wait on Deno can go).
+  test(`'exit' after terminate() means the worker stopped: ${runtime === 'deno' ? 'not on deno 2.9' : 'yes'}`, async () => {
+    const { verdict } = await runScenario(runtime, 'test/scenarios/semaphore-exit-timing.ts')
+    const stopped = runtime !== 'deno'
+    expect(verdict).toEqual({ runtime, stoppedAtExit: [stopped, stopped, stopped] })
+  })
+
   describe('keep-alive', () => {
     const run = (mode: string) =>
       runScenario<KeepAliveVerdict>(runtime, 'test/scenarios/semaphore-keep-alive.ts', { args: [mode], timeoutMs: 15_000 })

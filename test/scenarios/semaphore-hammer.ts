@@ -12,6 +12,8 @@ export const kMaxInUse = 1
 export const kViolations = 2
 /** Completed operations, all threads together: a crash scenario waits on it before it kills a thread. */
 export const kProgress = 3
+/** Then one word per thread that asks for it (`ownProgress`): that thread's completed operations. */
+export const kOwnProgressBase = 4
 export const SHARED_WORDS = 4
 
 export interface HammerJob {
@@ -22,6 +24,8 @@ export interface HammerJob {
   /** Operations per loop; Infinity hammers until the thread is terminated. */
   ops: number
   maxWeight: number
+  /** Index of a word of `shared` that counts this thread's own operations. */
+  ownProgress?: number
 }
 
 export interface HammerResult {
@@ -79,6 +83,7 @@ export async function hammer(job: HammerJob, onAttached?: (owner: number) => voi
         Atomics.sub(shared, kInUse, weight)
         permit.release()
       }
+      if (job.ownProgress !== undefined) Atomics.add(shared, job.ownProgress, 1)
       Atomics.add(shared, kProgress, 1)
       Atomics.notify(shared, kProgress)
     }
