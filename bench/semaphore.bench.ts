@@ -98,7 +98,11 @@ async function uncontended(): Promise<void> {
   })
   const baseline = opsPerSecond[0]!.ops
   console.table(
-    opsPerSecond.map(({ name, ops }) => ({ case: name, 'ops/s': round(ops), '× async-sema': round(ops / baseline, 2) })),
+    opsPerSecond.map(({ name, ops }) => ({
+      case: name,
+      'ops/s': round(ops),
+      '× async-sema': round(ops / baseline, 2),
+    })),
   )
 }
 
@@ -108,7 +112,12 @@ interface ContendedRow {
   p99Us: number
 }
 
-async function contended(kind: 'shared' | 'message', capacity: number, threads: number, loops: number): Promise<ContendedRow> {
+async function contended(
+  kind: 'shared' | 'message',
+  capacity: number,
+  threads: number,
+  loops: number,
+): Promise<ContendedRow> {
   const sem = new SharedSemaphore({ capacity })
   const broker = new MessageSemaphoreBroker(capacity)
   const control = new Int32Array(new SharedArrayBuffer(3 * 4))
@@ -137,7 +146,8 @@ async function contended(kind: 'shared' | 'message', capacity: number, threads: 
     const outcomes = await Promise.all(results.map((result) => result.done))
     const elapsedMs = sharedNow() - startedAt
     check(Atomics.load(control, kViolations) === 0, `${kind}: more than ${capacity} permits were held at once`)
-    check(Atomics.load(control, kInUse) === 0 && (kind === 'message' || sem.available === capacity), `${kind}: ends idle`)
+    const idle = Atomics.load(control, kInUse) === 0 && (kind === 'message' || sem.available === capacity)
+    check(idle, `${kind}: ends idle`)
     const latencies = Float64Array.from(outcomes.flatMap((o) => Array.from(o.latenciesUs))).sort()
     const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
     const grants = outcomes.reduce((sum, o) => sum + o.grants, 0)
@@ -161,7 +171,8 @@ async function contendedTable(): Promise<void> {
   for (const { capacity, threads, loops } of CONTENDED_CASES) {
     const message = await contended('message', capacity, threads, loops)
     const shared = await contended('shared', capacity, threads, loops)
-    const latency = (row: ContendedRow): string => (capacity === 1 ? `${round(row.p50Us, 1)} / ${round(row.p99Us, 1)}` : '-')
+    const latency = (row: ContendedRow): string =>
+      capacity === 1 ? `${round(row.p50Us, 1)} / ${round(row.p99Us, 1)}` : '-'
     rows.push({
       capacity,
       'workers × loops': `${threads} × ${loops}`,

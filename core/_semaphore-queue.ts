@@ -46,8 +46,8 @@ export function enqueue(section: Section, layout: Layout, weight: number, owner:
 /**
  * Serves the head of the queue while it fits in the free permits: skips cancelled tickets, cancels tickets of
  * dead owners, grants the rest in order. Appends each ticket it granted or cancelled, and its owner, to `woken`
- * (flat pairs): wake them after the commit. Stops at the first waiting ticket that does not fit (strict FIFO). Returns true if it
- * stopped only because the section's redo log is full: run another section to continue.
+ * (flat pairs): wake them after the commit. Stops at the first waiting ticket that does not fit (strict FIFO).
+ * Returns true if it stopped only because the section's redo log is full: run another section to continue.
  */
 export function grantHeads(section: Section, layout: Layout, woken: number[]): boolean {
   let head = section.read(kHead)

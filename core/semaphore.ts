@@ -169,9 +169,8 @@ export class SharedSemaphore {
         return new SharedSemaphore(new Attach(layout, owner) as unknown as SharedSemaphoreOptions)
       }
     }
-    throw new RangeError(
-      `All ${layout.maxOwners} owner ids of this semaphore are in use (\`maxOwners\`): reclaim the owners of exited threads`,
-    )
+    const advice = 'reclaim the owners of exited threads'
+    throw new RangeError(`All ${layout.maxOwners} owner ids of this semaphore are in use (\`maxOwners\`): ${advice}`)
   }
 
   /** Free permits now (one atomic read; any thread). */
@@ -241,8 +240,10 @@ export class SharedSemaphore {
    * Deno 2.9: after `worker.terminate()`, 'exit' fires at once but the worker keeps running JS until it returns
    * to its event loop (seconds, for a long promise chain). Reclaiming it then races with a live owner. There,
    * wait until the worker is seen to stop (test/scenarios/semaphore-crash.ts watches a counter it bumps), or
-   * let workers end themselves (an uncaught error or `process.exit()` in the worker stops it at once). Throws a TimeoutError if another owner keeps the section lock for 1 s (a
-   * thread that died holding it and was not reclaimed yet: reclaim that one, then call this again).
+   * let workers end themselves (an uncaught error or `process.exit()` in the worker stops it at once).
+   *
+   * Throws a TimeoutError if another owner keeps the section lock for 1 s (a thread that died holding it and
+   * was not reclaimed yet: reclaim that one, then call this again).
    */
   reclaim(ownerId: number): number {
     const layout = this.#layout
@@ -415,7 +416,8 @@ export class SharedSemaphore {
 
   #checkWeight(weight: unknown): asserts weight is number {
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > this.capacity) {
-      throw new RangeError(`Expected \`weight\` to be an integer from 1 to ${this.capacity}, got ${describeValue(weight)}`)
+      const expected = `an integer from 1 to ${this.capacity}`
+      throw new RangeError(`Expected \`weight\` to be ${expected}, got ${describeValue(weight)}`)
     }
   }
 

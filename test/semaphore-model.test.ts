@@ -270,7 +270,8 @@ function scene(setup: CrashSetup) {
   const free = root.available
   // Fill what is left, so that queued waiters really wait (except for the fast paths, which need a free pool).
   const filler = setup.op.startsWith('fast') || free === 0 ? undefined : other.tryAcquire(free)!
-  const queue = setup.op.startsWith('fast') ? [] : setup.queued.map((weight) => other.acquire(Math.min(weight, setup.capacity)))
+  const queued = setup.op.startsWith('fast') ? [] : setup.queued
+  const queue = queued.map((weight) => other.acquire(Math.min(weight, setup.capacity)))
   return { root, other, victim, third, thirdHolds, otherPermits, victimPermit, filler, queue }
 }
 

@@ -46,7 +46,8 @@ const SEED = '20251124'
 
 describe.each(RUNTIMES)('SharedSemaphore across threads on %s', (runtime) => {
   test('stress: 4 workers + main never exceed the capacity, every acquire settles, the pool ends whole', async () => {
-    const { verdict } = await runScenario<StressVerdict>(runtime, 'test/scenarios/semaphore-stress.ts', { args: [SEED] })
+    const script = 'test/scenarios/semaphore-stress.ts'
+    const { verdict } = await runScenario<StressVerdict>(runtime, script, { args: [SEED] })
     expect(verdict, JSON.stringify(verdict)).toMatchObject({ runtime, stuck: false, errors: [], violations: 0 })
     expect(verdict.operations).toBe(verdict.expectedOperations)
     expect(verdict.maxInUse).toBeLessThanOrEqual(verdict.capacity)
@@ -100,7 +101,8 @@ describe.each(RUNTIMES)('SharedSemaphore across threads on %s', (runtime) => {
 
   // reclaim() needs a thread that has stopped. Pinned so that we notice when Deno changes (then the crash
   // scenario's wait on Deno can go).
-  test(`'exit' after terminate() means the worker stopped: ${runtime === 'deno' ? 'not on deno 2.9' : 'yes'}`, async () => {
+  const stoppedAtExit = runtime === 'deno' ? 'not on deno 2.9' : 'yes'
+  test(`'exit' after terminate() means the worker stopped: ${stoppedAtExit}`, async () => {
     const { verdict } = await runScenario(runtime, 'test/scenarios/semaphore-exit-timing.ts')
     const stopped = runtime !== 'deno'
     expect(verdict).toEqual({ runtime, stoppedAtExit: [stopped, stopped, stopped] })
@@ -108,9 +110,12 @@ describe.each(RUNTIMES)('SharedSemaphore across threads on %s', (runtime) => {
 
   describe('keep-alive', () => {
     const run = (mode: string) =>
-      runScenario<KeepAliveVerdict>(runtime, 'test/scenarios/semaphore-keep-alive.ts', { args: [mode], timeoutMs: 15_000 })
+      runScenario<KeepAliveVerdict>(runtime, 'test/scenarios/semaphore-keep-alive.ts', {
+        args: [mode],
+        timeoutMs: 15_000,
+      })
 
-    test('a pending acquire that a worker satisfies later keeps the process alive, then it exits on its own', async () => {
+    test('a pending acquire satisfied later by a worker keeps the process alive, then it exits', async () => {
       const { verdict, exitCode, signal } = await run('granted')
       expect(verdict).toMatchObject({ runtime, mode: 'granted', outcome: 'granted' })
       expect(verdict.waitedMs).toBeGreaterThanOrEqual(990)

@@ -47,7 +47,8 @@ await runMain(async () => {
   })
   const survivor = spawnWorker('semaphore-hammer')
   const survivorGone = exited(survivor)
-  const survivorDone = nextMessage<{ result?: HammerResult; error?: string }>(survivor, (m) => 'result' in m || 'error' in m)
+  type Outcome = { result?: HammerResult; error?: string }
+  const survivorDone = nextMessage<Outcome>(survivor, (m) => 'result' in m || 'error' in m)
   survivor.postMessage(job(1, 1_500))
   const mainDone = hammer({ ...job(2, 600), loops: 2 })
 

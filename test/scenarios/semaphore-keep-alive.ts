@@ -37,11 +37,13 @@ if (mode === 'granted') {
 } else if (mode === 'timeout' || mode === 'abort') {
   const options = mode === 'timeout' ? { timeoutMs: 100 } : { signal: AbortSignal.timeout(100) }
   void sem.acquire(1, options).catch((error: { name: string; code?: string }) => {
-    report({ runtime: runtimeName(), mode, holding, outcome: error.name, code: error.code ?? null, waitedMs: elapsed() })
+    const code = error.code ?? null
+    report({ runtime: runtimeName(), mode, holding, outcome: error.name, code, waitedMs: elapsed() })
   })
 } else {
   const word = new Int32Array(new SharedArrayBuffer(4))
   const wait = Atomics.waitAsync(word, 0, 0)
   send({ op: 'notify', word, afterMs: LATER_MS })
-  if (wait.async) void wait.value.then(() => report({ runtime: runtimeName(), mode, outcome: 'woken', waitedMs: elapsed() }))
+  const woken = (): void => report({ runtime: runtimeName(), mode, outcome: 'woken', waitedMs: elapsed() })
+  if (wait.async) void wait.value.then(woken)
 }

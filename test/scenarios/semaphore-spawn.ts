@@ -14,7 +14,8 @@ export function spawnWorker(name: string, workerData?: unknown): Worker {
   const url = new URL(`./workers/${name}.ts`, import.meta.url)
   if (runtimeName() !== 'node') return new Worker(url, { workerData })
   const tsx = import.meta.resolve('tsx/esm/api')
-  const bootstrap = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return import(${JSON.stringify(url.href)}) })`
+  const load = `import(${JSON.stringify(url.href)})`
+  const bootstrap = `import(${JSON.stringify(tsx)}).then(({ register }) => { register(); return ${load} })`
   return new Worker(bootstrap, { eval: true, workerData })
 }
 

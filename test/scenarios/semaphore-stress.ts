@@ -38,11 +38,13 @@ await runMain(async () => {
       return done
     })
     const stuck = new Promise<'stuck'>((resolve) => (watchdog = setTimeout(() => resolve('stuck'), WATCHDOG_MS)))
-    const mainDone = hammer(job(0, MAIN_LOOPS)).then((result): { result?: HammerResult; error?: string } => ({ result }))
+    type Outcome = { result?: HammerResult; error?: string }
+    const mainDone = hammer(job(0, MAIN_LOOPS)).then((result): Outcome => ({ result }))
     const all = Promise.all([mainDone, ...results])
     const outcome = await Promise.race([all, stuck])
     if (outcome === 'stuck') {
-      return { runtime: runtimeName(), seed, stuck: true, progress: Atomics.load(shared, kProgress), waiting: sem.waiting }
+      const progress = Atomics.load(shared, kProgress)
+      return { runtime: runtimeName(), seed, stuck: true, progress, waiting: sem.waiting }
     }
     const errors = outcome.flatMap((o) => (o.error ? [o.error] : []))
     const totals = outcome.map((o) => o.result!)

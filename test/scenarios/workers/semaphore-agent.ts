@@ -59,7 +59,8 @@ port.on('message', (command: AgentCommand) => {
         (error: { name?: string; code?: string }) => {
           const elapsedMs = performance.now() - started
           const name = error.name ?? typeof error
-          report({ op: 'rejected', id: command.id, name, code: error.code ?? null, sameReason: error === reason, elapsedMs })
+          const code = error.code ?? null
+          report({ op: 'rejected', id: command.id, name, code, sameReason: error === reason, elapsedMs })
         },
       )
       // acquire() queues synchronously, so the shared count already includes this ticket.

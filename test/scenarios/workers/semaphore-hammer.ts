@@ -7,6 +7,8 @@ const port = parentPort!
 port.once('message', (job: HammerJob) => {
   hammer(job, (owner) => port.postMessage({ owner })).then(
     (result) => port.postMessage({ result }),
-    (error: unknown) => port.postMessage({ error: error instanceof Error ? (error.stack ?? error.message) : String(error) }),
+    (error: unknown) => {
+      port.postMessage({ error: error instanceof Error ? (error.stack ?? error.message) : String(error) })
+    },
   )
 })
