@@ -4,6 +4,8 @@
  *
  *   createStreamRunner({ workers: 2, semaphore, transform: new URL('./redact-transform.js', import.meta.url) })
  *
+ * (On Node from dist/ the module must be JavaScript; Bun and Deno import this .ts file as is.)
+ *
  * The contract (full text in core/upstream/transform.ts):
  * - the default export is a factory, called once per stream with `{ id, request }`; it returns the stream's
  *   transform (or undefined to leave the stream alone) and may keep per-stream state in its closure;
@@ -17,6 +19,7 @@
  * both. A pattern that can span deltas (an e-mail address) needs the previous delta's tail kept per stream.
  * @module
  */
+// In an application: `import type { TransformFactory } from 'sluice'`.
 import type { TransformFactory } from '../core/upstream/transform.ts'
 
 interface ChatChunk {
