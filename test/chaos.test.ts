@@ -9,6 +9,7 @@
  * The seed is fixed so a CI failure replays; SLUICE_CHAOS_SEED=N picks another (printed with the tally).
  */
 import { describe, expect, test } from 'vitest'
+import { runScenario } from './_runtimes.ts'
 import { workersSupported } from './chaos/binary.ts'
 import { formatReport, runSoak, type SoakReport } from './chaos/run-soak.ts'
 import { FAULTS } from './chaos/stream-mix.ts'
@@ -59,6 +60,17 @@ describe.each([
     // (their outcome would pass as overload's) cannot hide.
     expect(faultsMostlyOverloaded(report), context).toEqual([])
   }, 240_000)
+})
+
+// The soak's stalled streams hung (no idle-timeout event, upstream never closed) only under load: after GCs,
+// an abort no longer reached the upstream body read (test/chaos/gc-cancel-scenario.ts says why). Forced here.
+test('after a full GC, the idle timeout still ends a stalled stream and a client leaving still closes the upstream', async () => {
+  const { verdict } = await runScenario<{ idle: Record<string, number>; left: Record<string, number>; streams: number }>(
+    'node',
+    'test/chaos/gc-cancel-scenario.ts',
+    { runtimeFlags: ['--expose-gc'], timeoutMs: 30_000 },
+  )
+  expect(verdict).toEqual({ idle: { idle_timeout: 20 }, left: { 'upstream-closed': 20 }, streams: 20 })
 })
 
 /** Faults that never once produced their own outcome (only overload's, or did not run). */

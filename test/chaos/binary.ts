@@ -9,7 +9,8 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-export const BIN = `${ROOT}adapters/node/bin.js`
+/** The binary to run; SLUICE_CHAOS_BIN points the soak at another build (a worktree of an older commit). */
+export const BIN = process.env.SLUICE_CHAOS_BIN ?? `${ROOT}adapters/node/bin.js`
 /** The env var the binary reads the upstream key from (`--upstream-key-env`). */
 export const KEY_ENV = 'SLUICE_CHAOS_UPSTREAM_KEY'
 
@@ -23,6 +24,8 @@ export interface BinaryOptions {
   args: string[]
   /** The upstream key, passed through `KEY_ENV`. */
   upstreamKey?: string
+  /** Node/V8 flags for the binary's process (e.g. GC stress: `--gc-interval=…`, not allowed in NODE_OPTIONS). */
+  nodeFlags?: string[]
   /** Called with every stdout line after the banner, as it arrives (access-log lines). */
   onLine?: (line: string) => void
   /** Keep stdout lines in `lines` (default true; a long soak only streams them through `onLine`). */
@@ -58,8 +61,8 @@ process.once('exit', () => {
 })
 
 export async function startBinary(options: BinaryOptions): Promise<Binary> {
-  const { args, upstreamKey, onLine, keepLines = true, readyTimeoutMs = 20_000 } = options
-  const argv = [BIN, '--port', '0', '--upstream-key-env', KEY_ENV, ...args]
+  const { args, upstreamKey, onLine, keepLines = true, readyTimeoutMs = 20_000, nodeFlags = [] } = options
+  const argv = [...nodeFlags, BIN, '--port', '0', '--upstream-key-env', KEY_ENV, ...args]
   // `exec` keeps the pid: the shell becomes node, so /proc/<pid> and signals reach the gateway itself.
   const script = 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$0" "$@"'
   const child = spawn('sh', ['-c', script, process.execPath, ...argv], {

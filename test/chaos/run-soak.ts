@@ -45,6 +45,8 @@ export interface Violation {
   problems: string[]
   model: Record<string, unknown>
   seen: { status: number | undefined; ending: string; events: number; error?: string; tail: string }
+  /** For a hung stream: the upstream's view when the client gave up (still open → the gateway never cut it). */
+  upstream?: { attempts: number; open: boolean; bytesWritten: number; paused: boolean }
 }
 
 export interface MemoryReport {
@@ -183,6 +185,13 @@ async function drive(options: SoakOptions, binary: Binary, upstream: TestUpstrea
   const runPlan = async (plan: StreamPlan): Promise<void> => {
     faults[plan.fault] = (faults[plan.fault] ?? 0) + 1
     const seen = await runClient(plan, { baseUrl: binary.url, gatewayKey: context.gatewayKey, watchdogMs })
+    const last = seen.ending === 'hung' ? upstream.attempts(plan.id).at(-1) : undefined
+    const upstreamView = seen.ending !== 'hung' ? undefined : {
+      attempts: upstream.attempts(plan.id).length,
+      open: last !== undefined && last.closedAt === undefined,
+      bytesWritten: last?.bytesWritten ?? 0,
+      paused: last?.paused ?? false,
+    }
     const verdict = judge(plan, seen, context.secrets)
     if (verdict.problems.some((problem) => problem.includes('secret'))) scan(`response to ${plan.id}`, seen.text)
     outcomes[verdict.outcome] = (outcomes[verdict.outcome] ?? 0) + 1
@@ -207,6 +216,7 @@ async function drive(options: SoakOptions, binary: Binary, upstream: TestUpstrea
           ...(seen.error ? { error: seen.error } : {}),
           tail: seen.text.slice(-300),
         },
+        ...(upstreamView ? { upstream: upstreamView } : {}),
       })
     }
   }
