@@ -183,8 +183,9 @@ class SseForwarder {
   async #read(): Promise<ReadableStreamReadResult<Uint8Array>> {
     const { idleTimeoutMs, heartbeatMs } = this.#settings
     const connection = this.#connection
+    const reader = this.#reader
     const idle = idleTimeoutMs > 0
-      ? setTimeout(() => connection.abort(new IdleTimeoutError(idleTimeoutMs)), idleTimeoutMs)
+      ? setTimeout(() => stopReading(reader, connection, new IdleTimeoutError(idleTimeoutMs)), idleTimeoutMs)
       : undefined
     const heartbeat = heartbeatMs > 0 ? setInterval(() => this.#heartbeat(), heartbeatMs) : undefined
     try {
@@ -385,10 +386,21 @@ export function isEventStream(response: Response): boolean {
   return (response.headers.get('content-type') ?? '').toLowerCase().includes('text/event-stream')
 }
 
+/**
+ * Aborts the connection AND cancels its body reader. The abort alone does not always end a pending read: on
+ * Node 20 fetch's signal reaches the body only through undici's Request, which follows it by WeakRef, so once
+ * that Request is collected (with `redirect: 'error'` nothing else holds it after the headers) a GC disconnects
+ * them, and a stalled stream would never time out (found by the chaos soak; test/chaos/gc-cancel-scenario.ts).
+ */
+function stopReading(reader: ReadableStreamDefaultReader<Uint8Array>, connection: Connection, reason: unknown): void {
+  connection.abort(reason)
+  reader.cancel(reason).catch(noop)
+}
+
 /** After `[DONE]`: read to EOF in the background (bounded), so the upstream connection goes back to the pool. */
 function drainToEnd(reader: ReadableStreamDefaultReader<Uint8Array>, connection: Connection): void {
   const timer = setTimeout(
-    () => connection.abort(new UpstreamTruncatedError('No EOF after [DONE]')),
+    () => stopReading(reader, connection, new UpstreamTruncatedError('No EOF after [DONE]')),
     DRAIN_AFTER_DONE_MS,
   )
   void (async () => {
