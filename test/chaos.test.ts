@@ -23,49 +23,55 @@ describe.each([
   { workers: 0, supported: true, reason: '' },
   { workers: 2, ...pool },
 ])('chaos soak, --workers $workers', ({ workers, supported, reason }) => {
-  test.skipIf(!supported)(`${STREAMS} streams of the fault mix: each outcome as its fault dictates, nothing leaked${
-    supported ? '' : ` (skipped: ${reason})`
-  }`, async () => {
-    const report = await runSoak({
-      seed: SEED,
-      streams: STREAMS,
-      lanes: 24,
-      concurrency: 16,
-      workers,
-      queueTimeoutMs: 2_000,
-      idleTimeoutMs: 1_000,
-      retries: 2,
-      warmupStreams: 300,
-    })
-    const tally = formatReport(report)
-    console.log(tally)
-    const context = `seed ${report.seed}\n${tally}`
+  test.skipIf(!supported)(
+    `${STREAMS} streams of the fault mix: each outcome as its fault dictates, nothing leaked${
+      supported ? '' : ` (skipped: ${reason})`
+    }`,
+    async () => {
+      const report = await runSoak({
+        seed: SEED,
+        streams: STREAMS,
+        lanes: 24,
+        concurrency: 16,
+        workers,
+        queueTimeoutMs: 2_000,
+        idleTimeoutMs: 1_000,
+        retries: 2,
+        warmupStreams: 300,
+      })
+      const tally = formatReport(report)
+      console.log(tally)
+      const context = `seed ${report.seed}\n${tally}`
 
-    expect(report.streams, context).toBeGreaterThanOrEqual(STREAMS)
-    expect(report.violationSamples, context).toEqual([])
-    expect(report.violations, context).toBe(0)
-    expect(report.attemptViolations, context).toEqual([])
-    expect(report.leaks, context).toEqual([])
-    expect(report.secretLeaks, context).toEqual([])
-    expect(report.exit, context).toEqual({ code: 0, signal: null, stderr: [] })
-    expect(report.memory.withinBound, context).toBe(true)
-    expect(report.accessLog.malformed, context).toBe(0)
-    expect(report.accessLog.lines, context).toBeLessThanOrEqual(report.streams)
-    // The mix really exercised every fault, each to its own outcome, and overload did not drown them.
-    expect(faultsWithoutOwnOutcome(report), context).toEqual([])
-    expect(report.outcomes['queue-timeout'] ?? 0, context).toBeGreaterThan(0)
-    expect(report.overloaded, context).toBeLessThan(report.streams / 3)
-    // Overload may turn any stream into a queue timeout, but not most of them: each fault (bursts aside, which
-    // are there to overload) got its own outcome for at least half of its streams, so retries that never work
-    // (their outcome would pass as overload's) cannot hide.
-    expect(faultsMostlyOverloaded(report), context).toEqual([])
-  }, 240_000)
+      expect(report.streams, context).toBeGreaterThanOrEqual(STREAMS)
+      expect(report.violationSamples, context).toEqual([])
+      expect(report.violations, context).toBe(0)
+      expect(report.attemptViolations, context).toEqual([])
+      expect(report.leaks, context).toEqual([])
+      expect(report.secretLeaks, context).toEqual([])
+      expect(report.exit, context).toEqual({ code: 0, signal: null, stderr: [] })
+      expect(report.memory.withinBound, context).toBe(true)
+      expect(report.accessLog.malformed, context).toBe(0)
+      expect(report.accessLog.lines, context).toBeLessThanOrEqual(report.streams)
+      // The mix really exercised every fault, each to its own outcome, and overload did not drown them.
+      expect(faultsWithoutOwnOutcome(report), context).toEqual([])
+      expect(report.outcomes['queue-timeout'] ?? 0, context).toBeGreaterThan(0)
+      expect(report.overloaded, context).toBeLessThan(report.streams / 3)
+      // Overload may turn any stream into a queue timeout, but not most of them: each fault (bursts aside, which
+      // are there to overload) got its own outcome for at least half of its streams, so retries that never work
+      // (their outcome would pass as overload's) cannot hide.
+      expect(faultsMostlyOverloaded(report), context).toEqual([])
+    },
+    240_000,
+  )
 })
 
 // The soak's stalled streams hung (no idle-timeout event, upstream never closed) only under load: after GCs,
 // an abort no longer reached the upstream body read (test/chaos/gc-cancel-scenario.ts says why). Forced here.
-test('after a full GC, the idle timeout still ends a stalled stream and a client leaving still closes the upstream', async () => {
-  const { verdict } = await runScenario<{ idle: Record<string, number>; left: Record<string, number>; streams: number }>(
+test('after a full GC the idle timeout still ends a stalled stream; a client leaving closes its upstream', async () => {
+  const { verdict } = await runScenario<
+    { idle: Record<string, number>; left: Record<string, number>; streams: number }
+  >(
     'node',
     'test/chaos/gc-cancel-scenario.ts',
     { runtimeFlags: ['--expose-gc'], timeoutMs: 30_000 },
@@ -80,5 +86,7 @@ function faultsWithoutOwnOutcome(report: SoakReport): string[] {
 
 /** Faults (bursts aside) whose streams got overload's outcome more often than their own. */
 function faultsMostlyOverloaded(report: SoakReport): string[] {
-  return FAULTS.filter((fault) => fault !== 'burst' && (report.ownOutcomes[fault] ?? 0) < (report.faults[fault] ?? 0) / 2)
+  return FAULTS.filter((fault) =>
+    fault !== 'burst' && (report.ownOutcomes[fault] ?? 0) < (report.faults[fault] ?? 0) / 2
+  )
 }

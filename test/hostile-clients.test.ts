@@ -18,8 +18,8 @@
 import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest'
 import { parseCli } from '../adapters/node/cli-options.ts'
-import { serve, type NodeServer } from '../adapters/node/server.ts'
-import { createGatewayFromConfig, type ConfiguredGateway } from '../core/gateway/from-config.ts'
+import { type NodeServer, serve } from '../adapters/node/server.ts'
+import { type ConfiguredGateway, createGatewayFromConfig } from '../core/gateway/from-config.ts'
 import { rawRequest } from './_contract.ts'
 import { type Binary, startBinary } from './chaos/binary.ts'
 import { streamedContent } from './chaos/classify.ts'
@@ -92,71 +92,84 @@ afterEach(async () => {
 })
 
 describe('a client that stops reading', () => {
-  test('the upstream is paused, the gateway buffers a bounded amount, and a reader that resumes gets every byte', async () => {
-    const rssBefore = binary.rss()
-    // 8 raw sockets that never read, each asking for ~68 MiB (16 000 events of ~4.2 KiB)…
-    const stalled = await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        const id = newId('no-read')
-        const connection = await rawRequest(binary.url, '/v1/chat/completions', {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: chatBody({ id, chunks: 16_000, pad: 4_000 }),
-        })
-        connection.socket.pause()
-        return { id, connection }
-      }),
-    )
-    // …and one fetch() reader that stops reading after the first chunk and resumes later (~17 MiB).
-    const resumedId = newId('resume')
-    const resumed = await post(binary.url, chatBody({ id: resumedId, chunks: 4_000, pad: 4_000 }))
-    const reader = resumed.body!.getReader()
-    const first = await reader.read()
+  test(
+    'the upstream is paused, the gateway buffers a bounded amount, and a reader that resumes gets every byte',
+    async () => {
+      const rssBefore = binary.rss()
+      // 8 raw sockets that never read, each asking for ~68 MiB (16 000 events of ~4.2 KiB)…
+      const stalled = await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const id = newId('no-read')
+          const connection = await rawRequest(binary.url, '/v1/chat/completions', {
+            method: 'POST',
+            headers: { 'content-type': 'application/json' },
+            body: chatBody({ id, chunks: 16_000, pad: 4_000 }),
+          })
+          connection.socket.pause()
+          return { id, connection }
+        }),
+      )
+      // …and one fetch() reader that stops reading after the first chunk and resumes later (~17 MiB).
+      const resumedId = newId('resume')
+      const resumed = await post(binary.url, chatBody({ id: resumedId, chunks: 4_000, pad: 4_000 }))
+      const reader = resumed.body!.getReader()
+      const first = await reader.read()
 
-    // Backpressure reaches each upstream: it waits for 'drain' and its byte count stops moving.
-    const ids = [...stalled.map(({ id }) => id), resumedId]
-    const written = (): number[] => ids.map((id) => upstream.attempts(id)[0]?.bytesWritten ?? 0)
-    let previous = written()
-    const settled = await eventually(() => {
-      const now = written()
-      const still = now.every((bytes, index) => bytes === previous[index])
-      previous = now
-      return still && ids.every((id) => upstream.attempts(id)[0]?.paused === true)
-    }, 20_000, 500)
-    expect(settled, `bytesWritten ${written()}`).toBe(true)
-    const paused = ids.map((id) => upstream.attempts(id)[0]!)
-    for (const record of paused) {
-      expect(record.drainWaits).toBeGreaterThan(0)
-      expect(record.outcome).toBeUndefined()
-      // Only socket buffers' worth left the upstream: far from the stream's size.
-      expect(record.bytesWritten).toBeLessThan(24 * MiB)
-    }
-    // Unbounded buffering would need 8 × 68 + 17 ≈ 560 MiB; the gateway grew by a fraction of that.
-    const growth = binary.rss() - rssBefore
-    const figures = `upstream bytesWritten ${paused.map((record) => (record.bytesWritten / MiB).toFixed(1)).join('/')} MiB, ` +
-      `gateway rss +${(growth / MiB).toFixed(1)} MiB`
-    console.log(`9 paused readers: ${figures}`)
-    expect(growth, figures).toBeLessThan(160 * MiB)
+      // Backpressure reaches each upstream: it waits for 'drain' and its byte count stops moving.
+      const ids = [...stalled.map(({ id }) => id), resumedId]
+      const written = (): number[] => ids.map((id) => upstream.attempts(id)[0]?.bytesWritten ?? 0)
+      let previous = written()
+      const settled = await eventually(
+        () => {
+          const now = written()
+          const still = now.every((bytes, index) => bytes === previous[index])
+          previous = now
+          return still && ids.every((id) => upstream.attempts(id)[0]?.paused === true)
+        },
+        20_000,
+        500,
+      )
+      expect(settled, `bytesWritten ${written()}`).toBe(true)
+      const paused = ids.map((id) => upstream.attempts(id)[0]!)
+      for (const record of paused) {
+        expect(record.drainWaits).toBeGreaterThan(0)
+        expect(record.outcome).toBeUndefined()
+        // Only socket buffers' worth left the upstream: far from the stream's size.
+        expect(record.bytesWritten).toBeLessThan(24 * MiB)
+      }
+      // Unbounded buffering would need 8 × 68 + 17 ≈ 560 MiB; the gateway grew by a fraction of that.
+      const growth = binary.rss() - rssBefore
+      const figures =
+        `upstream bytesWritten ${paused.map((record) => (record.bytesWritten / MiB).toFixed(1)).join('/')} MiB, ` +
+        `gateway rss +${(growth / MiB).toFixed(1)} MiB`
+      console.log(`9 paused readers: ${figures}`)
+      expect(growth, figures).toBeLessThan(160 * MiB)
 
-    // The resumed reader gets the whole stream, in order, nothing lost or repeated.
-    const rest = await readSse(new Response(new ReadableStream({
-      start(controller) {
-        controller.enqueue(first.value!)
-      },
-      async pull(controller) {
-        const { done, value } = await reader.read()
-        if (done) controller.close()
-        else controller.enqueue(value)
-      },
-    })))
-    expect(rest.error).toBeUndefined()
-    expect(streamedContent(rest.events.map((event) => event.data))).toBe(expectedContent(4_000, 4_000))
-    expect(rest.events.at(-1)?.data).toBe('[DONE]')
+      // The resumed reader gets the whole stream, in order, nothing lost or repeated.
+      const rest = await readSse(
+        new Response(
+          new ReadableStream({
+            start(controller) {
+              controller.enqueue(first.value!)
+            },
+            async pull(controller) {
+              const { done, value } = await reader.read()
+              if (done) controller.close()
+              else controller.enqueue(value)
+            },
+          }),
+        ),
+      )
+      expect(rest.error).toBeUndefined()
+      expect(streamedContent(rest.events.map((event) => event.data))).toBe(expectedContent(4_000, 4_000))
+      expect(rest.events.at(-1)?.data).toBe('[DONE]')
 
-    // Closing the stalled readers closes their upstream connections.
-    for (const { connection } of stalled) connection.close()
-    for (const { id } of stalled) expect((await upstream.waitForClosed(id, 10_000)).outcome).toBe('aborted')
-  }, 90_000)
+      // Closing the stalled readers closes their upstream connections.
+      for (const { connection } of stalled) connection.close()
+      for (const { id } of stalled) expect((await upstream.waitForClosed(id, 10_000)).outcome).toBe('aborted')
+    },
+    90_000,
+  )
 })
 
 describe('slowloris', () => {
@@ -183,7 +196,7 @@ describe('slowloris', () => {
     await configured?.shutdown(adapter, 1_000)
   })
 
-  test('adapter: headers dripped forever are cut at headersTimeout (408), a normal request is served meanwhile', async () => {
+  test('adapter: headers dripped forever are cut at headersTimeout (408), others served meanwhile', async () => {
     const host = new URL(adapterUrl).host
     const drip = Array.from({ length: 40 }, (_, index) => `X-Drip-${index}: ${index}\r\n`)
     const dripping = exchange(adapterUrl, [`GET /healthz HTTP/1.1\r\nHost: ${host}\r\n`, ...drip], {
@@ -216,58 +229,72 @@ describe('slowloris', () => {
     expect(upstream.requests.slice(before).filter((record) => record.id.startsWith('slow-body'))).toEqual([])
   })
 
-  test(`binary: headers dripped forever are cut at its default headersTimeout (${BINARY_HEADERS_TIMEOUT_MS} ms)`, async () => {
-    const reply = await binarySlowloris
-    expect(reply.closedByServer).toBe(true)
-    expect(reply.status).toBe(408)
-    expect(reply.elapsedMs).toBeGreaterThanOrEqual(BINARY_HEADERS_TIMEOUT_MS - 100)
-  }, 40_000)
+  test(
+    `binary: headers dripped forever are cut at its default headersTimeout (${BINARY_HEADERS_TIMEOUT_MS} ms)`,
+    async () => {
+      const reply = await binarySlowloris
+      expect(reply.closedByServer).toBe(true)
+      expect(reply.status).toBe(408)
+      expect(reply.elapsedMs).toBeGreaterThanOrEqual(BINARY_HEADERS_TIMEOUT_MS - 100)
+    },
+    40_000,
+  )
 })
 
 describe('10 000 idle connections', () => {
-  test('the binary stays healthy and streams meanwhile, closes them all itself, and its fds and memory come back down', async () => {
-    const COUNT = 10_000
-    const fdsBefore = binary.fds()
-    const rssBefore = binary.rss()
-    const sockets = []
-    let closed = 0
-    let timedOut = 0
-    let allClosed!: () => void
-    const everyClosed = new Promise<void>((resolve) => (allClosed = resolve))
-    // Batches: the listen backlog (511) would drop SYNs if all 10 000 connected at once.
-    for (let opened = 0; opened < COUNT; opened += 250) {
-      const batch = await Promise.all(Array.from({ length: Math.min(250, COUNT - opened) }, () => openSocket(binary.url)))
-      for (const socket of batch) {
-        socket.on('error', () => {})
-        // Read (a socket nobody reads never notices the server's FIN): all it may receive is a 408.
-        socket.on('data', (data: Buffer) => {
-          if (data.toString('latin1').startsWith('HTTP/1.1 408 ')) timedOut++
-        })
-        socket.once('close', () => {
-          if (++closed === COUNT) allClosed()
-        })
+  test(
+    'the binary stays healthy and streams meanwhile, closes them all itself, and its fds and memory come back down',
+    async () => {
+      const COUNT = 10_000
+      const fdsBefore = binary.fds()
+      const rssBefore = binary.rss()
+      const sockets = []
+      let closed = 0
+      let timedOut = 0
+      let allClosed!: () => void
+      const everyClosed = new Promise<void>((resolve) => (allClosed = resolve))
+      // Batches: the listen backlog (511) would drop SYNs if all 10 000 connected at once.
+      for (let opened = 0; opened < COUNT; opened += 250) {
+        const batch = await Promise.all(
+          Array.from({ length: Math.min(250, COUNT - opened) }, () => openSocket(binary.url)),
+        )
+        for (const socket of batch) {
+          socket.on('error', () => {})
+          // Read (a socket nobody reads never notices the server's FIN): all it may receive is a 408.
+          socket.on('data', (data: Buffer) => {
+            if (data.toString('latin1').startsWith('HTTP/1.1 408 ')) timedOut++
+          })
+          socket.once('close', () => {
+            if (++closed === COUNT) allClosed()
+          })
+        }
+        sockets.push(...batch)
       }
-      sockets.push(...batch)
-    }
-    // Every connection was accepted: the binary holds an fd for each (fdsBefore may include sockets of the
-    // previous test that are still closing, so it is not added here).
-    expect(await eventually(() => binary.fds() >= COUNT, 10_000)).toBe(true)
-    const rssHolding = binary.rss()
-    await expectHealthy(binary.url)
-    expect(closed).toBe(0)
+      // Every connection was accepted: the binary holds an fd for each (fdsBefore may include sockets of the
+      // previous test that are still closing, so it is not added here).
+      expect(await eventually(() => binary.fds() >= COUNT, 10_000)).toBe(true)
+      const rssHolding = binary.rss()
+      await expectHealthy(binary.url)
+      expect(closed).toBe(0)
 
-    // Nobody sends a byte: the binary's headersTimeout closes every one of them (we never close one).
-    await everyClosed
-    expect(timedOut).toBe(COUNT)
-    expect(await eventually(() => binary.fds() <= fdsBefore + 5, 10_000)).toBe(true)
-    // ~7 KiB per idle connection observed (socket, parser, JS objects); 20 KiB each is the bound, a buffer per
-    // connection (64 KiB reads) would be far past it.
-    const perConnection = (rssHolding - rssBefore) / COUNT
-    console.log(`${COUNT} idle connections: fds ${fdsBefore} → ≥${COUNT} → ${binary.fds()}, ` +
-      `rss +${((rssHolding - rssBefore) / MiB).toFixed(1)} MiB holding, +${((binary.rss() - rssBefore) / MiB).toFixed(1)} MiB after`)
-    expect(perConnection, `${(perConnection / 1024).toFixed(1)} KiB per idle connection`).toBeLessThan(20 * 1024)
-    expect(binary.rss() - rssBefore).toBeLessThan(COUNT * 20 * 1024)
-  }, 90_000)
+      // Nobody sends a byte: the binary's headersTimeout closes every one of them (we never close one).
+      await everyClosed
+      expect(timedOut).toBe(COUNT)
+      expect(await eventually(() => binary.fds() <= fdsBefore + 5, 10_000)).toBe(true)
+      // ~7 KiB per idle connection observed (socket, parser, JS objects); 20 KiB each is the bound, a buffer per
+      // connection (64 KiB reads) would be far past it.
+      const perConnection = (rssHolding - rssBefore) / COUNT
+      console.log(
+        `${COUNT} idle connections: fds ${fdsBefore} → ≥${COUNT} → ${binary.fds()}, ` +
+          `rss +${((rssHolding - rssBefore) / MiB).toFixed(1)} MiB holding, +${
+            ((binary.rss() - rssBefore) / MiB).toFixed(1)
+          } MiB after`,
+      )
+      expect(perConnection, `${(perConnection / 1024).toFixed(1)} KiB per idle connection`).toBeLessThan(20 * 1024)
+      expect(binary.rss() - rssBefore).toBeLessThan(COUNT * 20 * 1024)
+    },
+    90_000,
+  )
 })
 
 describe('bodies, encodings, nesting', () => {
@@ -288,27 +315,33 @@ describe('bodies, encodings, nesting', () => {
   }
   const host = (): string => new URL(binary.url).host
 
-  test.each(['content-length', 'chunked'] as const)('%s: a body of exactly --body-limit streams, one byte more is 413 and never reaches the upstream', async (framing) => {
-    const send = (body: string): Promise<RawReply> => {
-      const lines = [`Host: ${host()}`, 'Content-Type: application/json', 'Connection: close']
-      if (framing === 'content-length') {
-        return exchange(binary.url, head('POST /v1/chat/completions HTTP/1.1', [...lines, `Content-Length: ${body.length}`]) + body)
+  test.each(['content-length', 'chunked'] as const)(
+    '%s: a body of exactly --body-limit streams, one byte more is 413 and never reaches the upstream',
+    async (framing) => {
+      const send = (body: string): Promise<RawReply> => {
+        const lines = [`Host: ${host()}`, 'Content-Type: application/json', 'Connection: close']
+        if (framing === 'content-length') {
+          return exchange(
+            binary.url,
+            head('POST /v1/chat/completions HTTP/1.1', [...lines, `Content-Length: ${body.length}`]) + body,
+          )
+        }
+        const requestHead = head('POST /v1/chat/completions HTTP/1.1', [...lines, 'Transfer-Encoding: chunked'])
+        return exchange(binary.url, [requestHead, ...chunked(body)], { everyMs: 5 })
       }
-      const requestHead = head('POST /v1/chat/completions HTTP/1.1', [...lines, 'Transfer-Encoding: chunked'])
-      return exchange(binary.url, [requestHead, ...chunked(body)], { everyMs: 5 })
-    }
-    const fits = newId('limit-fits')
-    const atLimit = await send(bodyOfSize(fits, BODY_LIMIT))
-    expect(atLimit.status).toBe(200)
-    expect(atLimit.text).toContain('data: [DONE]')
-    expect(upstream.attempts(fits)).toHaveLength(1)
+      const fits = newId('limit-fits')
+      const atLimit = await send(bodyOfSize(fits, BODY_LIMIT))
+      expect(atLimit.status).toBe(200)
+      expect(atLimit.text).toContain('data: [DONE]')
+      expect(upstream.attempts(fits)).toHaveLength(1)
 
-    const over = newId('limit-over')
-    const overLimit = await send(bodyOfSize(over, BODY_LIMIT + 1))
-    expect(overLimit.status).toBe(413)
-    expect(overLimit.text).toContain('"code":"body_too_large"')
-    expect(upstream.attempts(over)).toEqual([])
-  })
+      const over = newId('limit-over')
+      const overLimit = await send(bodyOfSize(over, BODY_LIMIT + 1))
+      expect(overLimit.status).toBe(413)
+      expect(overLimit.text).toContain('"code":"body_too_large"')
+      expect(upstream.attempts(over)).toEqual([])
+    },
+  )
 
   test('invalid UTF-8 is 400 invalid_encoding, never decoded with U+FFFD into the upstream request', async () => {
     const id = newId('utf8')
@@ -328,7 +361,7 @@ describe('bodies, encodings, nesting', () => {
     expect(upstream.attempts(id)).toEqual([])
   })
 
-  test('JSON nested past 64 levels is 400 json_too_deep; 30 000 levels neither crash nor hang the gateway', async () => {
+  test('JSON nested past 64 levels is 400 json_too_deep; 30 000 levels neither crash nor hang it', async () => {
     const id = newId('deep')
     const nested = (depth: number): string =>
       JSON.stringify({ model: mockModel({ id, chunks: 1 }), messages: [{ role: 'user', content: 'x' }], extra: 0 })
@@ -341,7 +374,9 @@ describe('bodies, encodings, nesting', () => {
     expect(((await deep.json()) as { error: { code: string } }).error.code).toBe('json_too_deep')
     const absurd = await post(binary.url, nested(30_000))
     expect(absurd.status).toBe(400)
-    expect(['json_too_deep', 'invalid_json']).toContain(((await absurd.json()) as { error: { code: string } }).error.code)
+    expect(['json_too_deep', 'invalid_json']).toContain(
+      ((await absurd.json()) as { error: { code: string } }).error.code,
+    )
     expect(upstream.attempts(id)).toHaveLength(1)
   })
 })
@@ -354,21 +389,34 @@ describe('header injection and request smuggling', () => {
     const length = `Content-Length: ${body.length}`
     const inner = `${P}\r\nHost: ${host}\r\n${json}\r\n${length}\r\n\r\n${body}`
     return {
-      'CR inside a header value': `${P}\r\nHost: ${host}\r\nX-Test: a\rInjected: b\r\n${json}\r\n${length}\r\n\r\n${body}`,
-      'LF inside a header value': `${P}\r\nHost: ${host}\r\nX-Test: a\nInjected: b\r\n${json}\r\n${length}\r\n\r\n${body}`,
+      'CR inside a header value':
+        `${P}\r\nHost: ${host}\r\nX-Test: a\rInjected: b\r\n${json}\r\n${length}\r\n\r\n${body}`,
+      'LF inside a header value':
+        `${P}\r\nHost: ${host}\r\nX-Test: a\nInjected: b\r\n${json}\r\n${length}\r\n\r\n${body}`,
       'NUL inside a header value': `${P}\r\nHost: ${host}\r\nX-Test: a\u0000b\r\n${json}\r\n${length}\r\n\r\n${body}`,
-      'obs-fold continuation line': `${P}\r\nHost: ${host}\r\nX-Test: a\r\n Injected: b\r\n${json}\r\n${length}\r\n\r\n${body}`,
-      'duplicate Content-Length, different values': `${P}\r\nHost: ${host}\r\n${json}\r\n${length}\r\nContent-Length: 5\r\n\r\n${body}`,
-      'duplicate Content-Length, same value': `${P}\r\nHost: ${host}\r\n${json}\r\n${length}\r\n${length}\r\n\r\n${body}`,
-      'CL.TE: Content-Length and chunked, a request hidden after the 0-chunk': `${P}\r\nHost: ${host}\r\n${json}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${inner}`,
-      'TE.CL: chunked and a short Content-Length': `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
-      'TE.TE: a second, bogus Transfer-Encoding': `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n${inner}`,
-      'Transfer-Encoding: xchunked': `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n${inner}`,
-      'Transfer-Encoding: chunked, identity': `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${inner}`,
+      'obs-fold continuation line':
+        `${P}\r\nHost: ${host}\r\nX-Test: a\r\n Injected: b\r\n${json}\r\n${length}\r\n\r\n${body}`,
+      'duplicate Content-Length, different values':
+        `${P}\r\nHost: ${host}\r\n${json}\r\n${length}\r\nContent-Length: 5\r\n\r\n${body}`,
+      'duplicate Content-Length, same value':
+        `${P}\r\nHost: ${host}\r\n${json}\r\n${length}\r\n${length}\r\n\r\n${body}`,
+      'CL.TE: Content-Length and chunked, a request hidden after the 0-chunk':
+        `${P}\r\nHost: ${host}\r\n${json}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n${inner}`,
+      'TE.CL: chunked and a short Content-Length':
+        `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n${
+          body.length.toString(16)
+        }\r\n${body}\r\n0\r\n\r\n`,
+      'TE.TE: a second, bogus Transfer-Encoding': `${P}\r\nHost: ${host}\r\n${json}\r\n` +
+        `Transfer-Encoding: chunked\r\nTransfer-Encoding: x\r\n\r\n0\r\n\r\n${inner}`,
+      'Transfer-Encoding: xchunked':
+        `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n${inner}`,
+      'Transfer-Encoding: chunked, identity':
+        `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${inner}`,
       'space before the colon': `${P}\r\nHost: ${host}\r\n${json}\r\nContent-Length : ${body.length}\r\n\r\n${body}`,
       'Content-Length: +N': `${P}\r\nHost: ${host}\r\n${json}\r\nContent-Length: +${body.length}\r\n\r\n${body}`,
       'bare LF line endings': `${P}\nHost: ${host}\n${json}\n${length}\n\n${body}`,
-      'invalid chunk size': `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n${body}\r\n0\r\n\r\n`,
+      'invalid chunk size':
+        `${P}\r\nHost: ${host}\r\n${json}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n${body}\r\n0\r\n\r\n`,
       'no Host header': `${P}\r\n${json}\r\n${length}\r\n\r\n${body}`,
       'HTTP/1.2': `POST /v1/chat/completions HTTP/1.2\r\nHost: ${host}\r\n${json}\r\n${length}\r\n\r\n${body}`,
     }
@@ -391,7 +439,7 @@ describe('header injection and request smuggling', () => {
     expect(upstream.attempts('smuggled')).toEqual([])
   })
 
-  test('client headers are never forwarded upstream: only the gateway\'s own, with the upstream key', async () => {
+  test("client headers are never forwarded upstream: only the gateway's own, with the upstream key", async () => {
     const id = newId('headers')
     const response = await post(binary.url, chatBody({ id, chunks: 1 }), {
       headers: {

@@ -56,7 +56,9 @@ describe('a hostile upstream echoes the Authorization header it receives', () =>
       req.on('end', () => {
         const auth = req.headers.authorization ?? ''
         const status = Number((JSON.parse(text) as { model: string }).model)
-        const body = JSON.stringify({ error: { message: `Incorrect API key provided: ${auth}`, type: 'x', code: 'echo' } })
+        const body = JSON.stringify({
+          error: { message: `Incorrect API key provided: ${auth}`, type: 'x', code: 'echo' },
+        })
         // Retry quickly: the 429/5xx ones are retried before the gateway gives up.
         res.writeHead(status, { 'content-type': 'application/json', 'x-echo': auth, 'retry-after-ms': '5' })
         res.end(body)
@@ -107,10 +109,14 @@ describe('a client cannot choose the upstream host or path', () => {
     ]) + body
   }
 
-  test('Host, forwarding headers, absolute-form and dot-segment targets reach the configured upstream or a 404', async () => {
+  test('Host, forwarding headers, absolute-form and dot-segment targets reach our upstream or a 404', async () => {
     const ours = new URL(gateway.url).host
     const theirs = new URL(elsewhere.url).host
-    const forwarded = [`X-Forwarded-Host: ${theirs}`, 'X-Forwarded-Proto: https', `Forwarded: host=${theirs};proto=http`]
+    const forwarded = [
+      `X-Forwarded-Host: ${theirs}`,
+      'X-Forwarded-Proto: https',
+      `Forwarded: host=${theirs};proto=http`,
+    ]
     // [name, request target, extra head lines, expected status]
     const cases: [string, string, string[], number][] = [
       ['Host names another server', '/v1/chat/completions', [`Host: ${theirs}`], 200],
@@ -150,9 +156,13 @@ describe('a client cannot choose the upstream host or path', () => {
 
 describe('gateway keys', () => {
   const send = (headers: Record<string, string>, body = chatBody('auth-denied'), path = '/v1/chat/completions') =>
-    fetch(`${gateway.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body })
+    fetch(`${gateway.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body,
+    })
 
-  test('required: every other way of presenting (or not presenting) a key is 401, before the body is read', async () => {
+  test('required: any other way of presenting (or not presenting) a key is 401, before the body is read', async () => {
     const before = upstream.requests.length
     const attempts: [string, Record<string, string>, string?][] = [
       ['no key', {}],
@@ -172,7 +182,11 @@ describe('gateway keys', () => {
       const body = name.startsWith('an over-limit') ? 'x'.repeat(2 * 1024 * 1024) : chatBody('auth-denied')
       const response = await send(headers, body, path)
       const error = ((await response.json()) as { error: { code: string } }).error
-      expect({ name, status: response.status, code: error.code }).toEqual({ name, status: 401, code: 'invalid_api_key' })
+      expect({ name, status: response.status, code: error.code }).toEqual({
+        name,
+        status: 401,
+        code: 'invalid_api_key',
+      })
     }
     expect(upstream.requests.length).toBe(before)
   })

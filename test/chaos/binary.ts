@@ -4,7 +4,7 @@
  * pid. The soft fd limit is raised to the hard one for the child (`ulimit -n` in a shell that then `exec`s node),
  * so 10 000 idle connections are possible where the hard limit allows them.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
@@ -110,7 +110,10 @@ export async function startBinary(options: BinaryOptions): Promise<Binary> {
   const describe = (): string => `sluice ${args.join(' ')}\n--- stderr\n${stderrText}`
 
   const ready = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no banner in ${readyTimeoutMs} ms: ${describe()}`)), readyTimeoutMs)
+    const timer = setTimeout(
+      () => reject(new Error(`no banner in ${readyTimeoutMs} ms: ${describe()}`)),
+      readyTimeoutMs,
+    )
     onReady = (value) => {
       clearTimeout(timer)
       resolve(value)
@@ -149,7 +152,10 @@ export async function startBinary(options: BinaryOptions): Promise<Binary> {
           if (error) reject(error)
           else resolve()
         }
-        const timer = setTimeout(() => finish(new Error(`stderr did not match ${pattern} in ${timeoutMs} ms`)), timeoutMs)
+        const timer = setTimeout(
+          () => finish(new Error(`stderr did not match ${pattern} in ${timeoutMs} ms`)),
+          timeoutMs,
+        )
         stderrWaiters.add(check)
         check()
       })

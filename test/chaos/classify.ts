@@ -89,7 +89,9 @@ export function judge(plan: StreamPlan, seen: Observation, secrets: readonly str
   }
   const content = streamedContent(seen.events)
   const sameContent = (wanted: string): void => {
-    if (content !== wanted) problems.push(`content differs: got ${content.length} chars ${preview(content)}, want ${wanted.length}`)
+    if (content !== wanted) {
+      problems.push(`content differs: got ${content.length} chars ${preview(content)}, want ${wanted.length}`)
+    }
   }
 
   if (outcome === 'queue-timeout') {
@@ -123,8 +125,11 @@ export function judge(plan: StreamPlan, seen: Observation, secrets: readonly str
     case 'client-abort':
       if (outcome === 'complete') sameContent(expect.content)
       else if (outcome !== 'client-abort') problems.push(`want client-abort (or complete), got ${outcome}`)
-      else if (!expect.content.startsWith(content)) problems.push(`content before the abort is not a prefix: ${preview(content)}`)
-      else if (seen.events.some((data) => errorCode(data) !== undefined)) problems.push('error event before the abort')
+      else if (!expect.content.startsWith(content)) {
+        problems.push(`content before the abort is not a prefix: ${preview(content)}`)
+      } else if (seen.events.some((data) => errorCode(data) !== undefined)) {
+        problems.push('error event before the abort')
+      }
       break
     case 'buffered': {
       if (outcome !== 'buffered') {

@@ -44,7 +44,11 @@ export interface ClientOptions {
 }
 
 export function requestBody(plan: Pick<StreamPlan, 'fields' | 'stream'>): string {
-  return JSON.stringify({ model: mockModel(plan.fields), stream: plan.stream, messages: [{ role: 'user', content: 'hi' }] })
+  return JSON.stringify({
+    model: mockModel(plan.fields),
+    stream: plan.stream,
+    messages: [{ role: 'user', content: 'hi' }],
+  })
 }
 
 export async function runClient(plan: StreamPlan, options: ClientOptions): Promise<Observation> {
@@ -62,7 +66,14 @@ export async function runClient(plan: StreamPlan, options: ClientOptions): Promi
   }, options.watchdogMs)
   const abortTimer = plan.abort && 'afterMs' in plan.abort ? setTimeout(leave, plan.abort.afterMs) : undefined
   const afterEvents = plan.abort && 'afterEvents' in plan.abort ? plan.abort.afterEvents : undefined
-  const observation: Observation = { status: undefined, headers: {}, text: '', events: [], ending: 'clean', durationMs: 0 }
+  const observation: Observation = {
+    status: undefined,
+    headers: {},
+    text: '',
+    events: [],
+    ending: 'clean',
+    durationMs: 0,
+  }
   const finish = (ending: Ending, error?: unknown): Observation => {
     clearTimeout(watchdog)
     clearTimeout(abortTimer)

@@ -77,7 +77,10 @@ await runMain(async () => {
       return closed
     }))
     const tally = (outcomes: string[]): Record<string, number> =>
-      outcomes.reduce<Record<string, number>>((counts, outcome) => ({ ...counts, [outcome]: (counts[outcome] ?? 0) + 1 }), {})
+      outcomes.reduce<Record<string, number>>(
+        (counts, outcome) => ({ ...counts, [outcome]: (counts[outcome] ?? 0) + 1 }),
+        {},
+      )
     return { idle: tally(idle), left: tally(left), streams: STREAMS }
   } finally {
     await upstream.close()

@@ -11,7 +11,11 @@ import type { TestUpstream } from '../upstream/server.ts'
 import { type Binary, metricSum } from './binary.ts'
 
 /** Polls `probe` until it returns true or `timeoutMs` passes; resolves with the last answer. */
-export async function eventually(probe: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<boolean> {
+export async function eventually(
+  probe: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<boolean> {
   const deadline = performance.now() + timeoutMs
   for (;;) {
     if (await probe()) return true
@@ -45,7 +49,11 @@ export function unexpectedStderr(stderr: string): string[] {
     .filter((line) => line.trim() !== '' && !EXPECTED_STDERR.some((pattern) => pattern.test(line)))
 }
 
-export async function checkLeaks(binary: Binary, upstream: TestUpstream, { settleMs = 10_000 } = {}): Promise<string[]> {
+export async function checkLeaks(
+  binary: Binary,
+  upstream: TestUpstream,
+  { settleMs = 10_000 } = {},
+): Promise<string[]> {
   const leaks: string[] = []
   if (!binary.alive()) {
     leaks.push(`the gateway died: ${binary.stderr().trim().slice(0, 500)}`)
@@ -56,7 +64,12 @@ export async function checkLeaks(binary: Binary, upstream: TestUpstream, { settl
     state = await gatewayState(binary.url)
     return state.active === 0 && (state.permitsInUse ?? 0) === 0 && (state.activeStreams ?? 0) === 0
   }, settleMs)
-  if (!idle) leaks.push(`gateway not idle: /healthz active ${state.active}, permits_in_use ${state.permitsInUse}, active_streams ${state.activeStreams}`)
+  if (!idle) {
+    const { active, permitsInUse, activeStreams } = state
+    leaks.push(
+      `gateway not idle: /healthz active ${active}, permits_in_use ${permitsInUse}, active_streams ${activeStreams}`,
+    )
+  }
   if (!(await eventually(() => upstream.inFlight() === 0, settleMs))) {
     const open = upstream.requests.filter((record) => record.closedAt === undefined).map((record) => record.id)
     leaks.push(`${open.length} upstream requests never closed: ${open.slice(0, 10).join(', ')}`)

@@ -13,7 +13,14 @@ import { judge } from './classify.ts'
 import { runClient } from './client.ts'
 import { checkLeaks, eventually, gatewayState, unexpectedStderr } from './leaks.ts'
 import { createRng } from './rng.ts'
-import { createStreamMix, type Expectation, FAULTS, type Fault, type MixSettings, type StreamPlan } from './stream-mix.ts'
+import {
+  createStreamMix,
+  type Expectation,
+  type Fault,
+  FAULTS,
+  type MixSettings,
+  type StreamPlan,
+} from './stream-mix.ts'
 
 export interface SoakOptions {
   seed: number
@@ -119,14 +126,22 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
       upstreamKey,
       keepLines: false,
       args: [
-        '--upstream', upstream.url,
-        '--concurrency', String(options.concurrency),
-        '--queue-timeout', `${options.queueTimeoutMs}ms`,
-        '--idle-timeout', `${options.idleTimeoutMs}ms`,
-        '--retries', String(options.retries),
-        '--workers', String(options.workers),
-        '--gateway-keys', gatewayKey,
-        '--drain-timeout', '5s',
+        '--upstream',
+        upstream.url,
+        '--concurrency',
+        String(options.concurrency),
+        '--queue-timeout',
+        `${options.queueTimeoutMs}ms`,
+        '--idle-timeout',
+        `${options.idleTimeoutMs}ms`,
+        '--retries',
+        String(options.retries),
+        '--workers',
+        String(options.workers),
+        '--gateway-keys',
+        gatewayKey,
+        '--drain-timeout',
+        '5s',
       ],
       onLine: (line) => {
         accessLog.lines++
@@ -158,7 +173,12 @@ interface DriveContext {
   log: (line: string) => void
 }
 
-async function drive(options: SoakOptions, binary: Binary, upstream: TestUpstream, context: DriveContext): Promise<SoakReport> {
+async function drive(
+  options: SoakOptions,
+  binary: Binary,
+  upstream: TestUpstream,
+  context: DriveContext,
+): Promise<SoakReport> {
   const { log, scan } = context
   const rng = createRng(options.seed)
   const mixSettings: MixSettings = {
@@ -197,7 +217,13 @@ async function drive(options: SoakOptions, binary: Binary, upstream: TestUpstrea
     outcomes[verdict.outcome] = (outcomes[verdict.outcome] ?? 0) + 1
     const byFault = (outcomesByFault[plan.fault] ??= {})
     byFault[verdict.outcome] = (byFault[verdict.outcome] ?? 0) + 1
-    judged.push({ id: plan.id, fault: plan.fault, outcome: verdict.outcome, overload: verdict.overload, expect: plan.expect })
+    judged.push({
+      id: plan.id,
+      fault: plan.fault,
+      outcome: verdict.outcome,
+      overload: verdict.overload,
+      expect: plan.expect,
+    })
     if (verdict.overload) overloaded++
     else ownOutcomes[plan.fault] = (ownOutcomes[plan.fault] ?? 0) + 1
     if (verdict.problems.length === 0) return
@@ -265,7 +291,9 @@ async function drive(options: SoakOptions, binary: Binary, upstream: TestUpstrea
   }
   const { problems: attemptViolations, cutShort } = checkAttempts(judged, upstream)
   if (context.accessLog.lines < judged.filter((stream) => stream.outcome !== 'client-abort').length) {
-    leaks.push(`access log has ${context.accessLog.lines} lines for ${judged.length} streams: some calls were never logged`)
+    leaks.push(
+      `access log has ${context.accessLog.lines} lines for ${judged.length} streams: some calls were never logged`,
+    )
   }
 
   // The graceful stop with nothing in flight: exit 0, stderr only the drain lines.
@@ -343,7 +371,9 @@ function checkAttempts(judged: Judged[], upstream: TestUpstream): { problems: st
     else if (fault === 'retry-exhaust') ok = attempts >= 1 && attempts <= planned
     else ok = attempts === planned
     if (ok && attempts < planned && outcome !== 'client-abort') cutShort++
-    if (!ok && problems.length < MAX_SAMPLES) problems.push(`${id} (${fault}, ${outcome}): ${attempts} upstream attempts, planned ${planned}`)
+    if (!ok && problems.length < MAX_SAMPLES) {
+      problems.push(`${id} (${fault}, ${outcome}): ${attempts} upstream attempts, planned ${planned}`)
+    }
   }
   return { problems, cutShort }
 }
@@ -364,33 +394,49 @@ export function mib(bytes: number): string {
 export function formatReport(report: SoakReport): string {
   const lines: string[] = []
   const { settings } = report
-  lines.push(`chaos soak: seed ${report.seed}, workers ${report.workers}, ${settings.lanes} clients, ` +
-    `--concurrency ${settings.concurrency}, queue ${settings.queueTimeoutMs} ms, idle ${settings.idleTimeoutMs} ms, ` +
-    `retries ${settings.retries}`)
-  lines.push(`streams run: ${report.streams} in ${(report.durationMs / 1000).toFixed(1)} s ` +
-    `(${report.overloaded} met overload: queue timeout or no retry budget left)`)
+  lines.push(
+    `chaos soak: seed ${report.seed}, workers ${report.workers}, ${settings.lanes} clients, ` +
+      `--concurrency ${settings.concurrency}, queue ${settings.queueTimeoutMs} ms, ` +
+      `idle ${settings.idleTimeoutMs} ms, retries ${settings.retries}`,
+  )
+  lines.push(
+    `streams run: ${report.streams} in ${(report.durationMs / 1000).toFixed(1)} s ` +
+      `(${report.overloaded} met overload: queue timeout or no retry budget left)`,
+  )
   lines.push('faults:')
   for (const [fault, count] of Object.entries(report.faults)) {
     if (count === 0) continue
-    const outcomes = Object.entries(report.outcomesByFault[fault] ?? {}).map(([outcome, n]) => `${outcome} ${n}`).join(', ')
+    const outcomes = Object.entries(report.outcomesByFault[fault] ?? {}).map(([outcome, n]) => `${outcome} ${n}`).join(
+      ', ',
+    )
     lines.push(`  ${fault.padEnd(18)} ${String(count).padStart(6)}  → ${outcomes}`)
   }
   lines.push(`outcomes: ${Object.entries(report.outcomes).map(([outcome, n]) => `${outcome} ${n}`).join(', ')}`)
-  lines.push(`access log: ${report.accessLog.lines} lines (${report.accessLog.malformed} malformed): ` +
-    Object.entries(report.accessLog.outcomes).map(([outcome, n]) => `${outcome} ${n}`).join(', '))
+  lines.push(
+    `access log: ${report.accessLog.lines} lines (${report.accessLog.malformed} malformed): ` +
+      Object.entries(report.accessLog.outcomes).map(([outcome, n]) => `${outcome} ${n}`).join(', '),
+  )
   lines.push(`violations: ${report.violations}`)
   for (const sample of report.violationSamples) lines.push(`  ${JSON.stringify(sample)}`)
-  lines.push(`attempt violations: ${report.attemptViolations.length} ` +
-    `(${report.retriesCutShort} streams made fewer attempts than planned: overload spent their queue budget)`)
+  lines.push(
+    `attempt violations: ${report.attemptViolations.length} ` +
+      `(${report.retriesCutShort} streams made fewer attempts than planned: overload spent their queue budget)`,
+  )
   for (const problem of report.attemptViolations) lines.push(`  ${problem}`)
   const { memory } = report
-  lines.push(`memory: baseline ${mib(memory.baselineBytes)} MiB, peak ${mib(memory.peakBytes)} MiB, ` +
-    `final ${mib(memory.finalBytes)} MiB, bound ${mib(memory.boundBytes)} MiB (${memory.withinBound ? 'ok' : 'EXCEEDED'})`)
+  lines.push(
+    `memory: baseline ${mib(memory.baselineBytes)} MiB, peak ${mib(memory.peakBytes)} MiB, ` +
+      `final ${mib(memory.finalBytes)} MiB, bound ${mib(memory.boundBytes)} MiB (${
+        memory.withinBound ? 'ok' : 'EXCEEDED'
+      })`,
+  )
   lines.push(`leaks found: ${report.leaks.length}`)
   for (const leak of report.leaks) lines.push(`  ${leak}`)
   lines.push(`secret leaks: ${report.secretLeaks.length}`)
   for (const leak of report.secretLeaks) lines.push(`  ${leak}`)
-  lines.push(`exit on SIGTERM: ${report.exit.code ?? report.exit.signal}, unexpected stderr lines: ${report.exit.stderr.length}`)
+  lines.push(
+    `exit on SIGTERM: ${report.exit.code ?? report.exit.signal}, unexpected stderr lines: ${report.exit.stderr.length}`,
+  )
   for (const line of report.exit.stderr.slice(0, 10)) lines.push(`  ${line}`)
   for (const note of report.notExercised) lines.push(`not exercised: ${note}`)
   lines.push(`seed ${report.seed} (replay: npm run soak -- --seed ${report.seed})`)

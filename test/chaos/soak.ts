@@ -78,8 +78,11 @@ async function main(): Promise<number> {
       return 1
     }
   }
-  console.log(`chaos soak: seed ${options.seed}, ${options.durationMs === undefined ? `${options.streams} streams` :
-    `${Math.round(options.durationMs / 1000)} s`}, workers ${options.workers}`)
+  console.log(
+    `chaos soak: seed ${options.seed}, ${
+      options.durationMs === undefined ? `${options.streams} streams` : `${Math.round(options.durationMs / 1000)} s`
+    }, workers ${options.workers}`,
+  )
   const report = await runSoak({ ...options, log: (line) => console.log(line) })
   console.log(values.json ? JSON.stringify(report) : formatReport(report))
   return soakPassed(report) ? 0 : 1

@@ -104,7 +104,8 @@ export function createStreamMix(rng: Rng, settings: MixSettings, idPrefix = 'c')
   let sequence = 0
   const newId = (): string => `${idPrefix}${++sequence}`
   // Gaps between upstream writes stay far under the idle timeout even on a loaded machine.
-  const smallDelay = (): number => (rng.chance(0.5) ? rng.int(1, Math.max(1, Math.floor(settings.idleTimeoutMs / 100))) : 0)
+  const smallDelay =
+    (): number => (rng.chance(0.5) ? rng.int(1, Math.max(1, Math.floor(settings.idleTimeoutMs / 100))) : 0)
   const shape = (chunks: number): Fields => ({
     chunks,
     ...(rng.chance(0.3) ? { pad: rng.int(1, 200) } : {}),
@@ -113,7 +114,11 @@ export function createStreamMix(rng: Rng, settings: MixSettings, idPrefix = 'c')
   })
   const content = (fields: Fields): string =>
     expectedContent(Number(fields.chunks), Number(fields.pad ?? 0), Number(fields.hugeEvent ?? 0))
-  const complete = (fields: Fields, attempts = 1): Expectation => ({ kind: 'complete', content: content(fields), attempts })
+  const complete = (fields: Fields, attempts = 1): Expectation => ({
+    kind: 'complete',
+    content: content(fields),
+    attempts,
+  })
   const errorEvent = (code: string, fields: Fields, chunks: number): Expectation => ({
     kind: 'error-event',
     code,
@@ -141,7 +146,9 @@ export function createStreamMix(rng: Rng, settings: MixSettings, idPrefix = 'c')
       }
       case 'abort': {
         const fields = { ...shape(rng.int(10, 60)), delay: rng.int(2, 10) }
-        const abort = rng.chance(0.7) ? { afterEvents: rng.int(0, Number(fields.chunks) + 1) } : { afterMs: rng.int(0, 150) }
+        const abort = rng.chance(0.7)
+          ? { afterEvents: rng.int(0, Number(fields.chunks) + 1) }
+          : { afterMs: rng.int(0, 150) }
         return make(fields, { kind: 'client-abort', content: content(fields) }, { abort })
       }
       case 'abort-stalled': {
@@ -149,11 +156,18 @@ export function createStreamMix(rng: Rng, settings: MixSettings, idPrefix = 'c')
         const chunks = rng.int(2, 20)
         const stallAfter = rng.int(0, chunks - 1)
         const fields = { chunks, stallAfter, midEvent: rng.chance(0.5) }
-        return make(fields, { kind: 'client-abort', content: content(fields) }, { abort: { afterEvents: stallAfter + 1 } })
+        return make(fields, { kind: 'client-abort', content: content(fields) }, {
+          abort: { afterEvents: stallAfter + 1 },
+        })
       }
       case 'retry-ok': {
         const fail = rng.pick(RETRYABLE)
-        const fields = { ...shape(rng.int(1, 20)), fail, failTimes: rng.int(1, settings.retries), retryAfterMs: rng.int(5, 30) }
+        const fields = {
+          ...shape(rng.int(1, 20)),
+          fail,
+          failTimes: rng.int(1, settings.retries),
+          retryAfterMs: rng.int(5, 30),
+        }
         return make(fields, complete(fields, Number(fields.failTimes) + 1))
       }
       case 'retry-exhaust': {
@@ -169,7 +183,13 @@ export function createStreamMix(rng: Rng, settings: MixSettings, idPrefix = 'c')
       }
       case 'upstream-4xx': {
         const fail = rng.pick(CLIENT_ERRORS)
-        return make({ chunks: 3, fail }, { kind: 'http-error', status: fail, code: `mock_${fail}`, attempts: 1, retryAfter: false })
+        return make({ chunks: 3, fail }, {
+          kind: 'http-error',
+          status: fail,
+          code: `mock_${fail}`,
+          attempts: 1,
+          retryAfter: false,
+        })
       }
       case 'reset': {
         const fields = { ...shape(rng.int(2, 30)), delay: smallDelay() }
