@@ -192,8 +192,10 @@ describe('a worker that dies or hangs', () => {
       await pool.ready
       const before = pool.threads.map((thread) => thread.threadId)
       const streams = await Promise.all(
-        Array.from({ length: 20 }, (_, i) =>
-          pool.stream(harness.request({ id: `load-${i}`, chunks: 6, stallAfter: 2, stallMs: 1_500 }))),
+        Array.from(
+          { length: 20 },
+          (_, i) => pool.stream(harness.request({ id: `load-${i}`, chunks: 6, stallAfter: 2, stallMs: 1_500 })),
+        ),
       )
       // Every stream has its first bytes before the kill: the failure is mid-stream for every affected one.
       const readers = streams.map((response) => response.body!.getReader())
@@ -229,8 +231,10 @@ describe('a worker that dies or hangs', () => {
       // Replaced, and the new worker serves.
       await replaced(pool, before[0]!, 2)
       const again = await Promise.all(
-        Array.from({ length: 6 }, (_, i) =>
-          pool.stream(harness.request({ id: `after-${i}`, chunks: 3 })).then(readSse)),
+        Array.from(
+          { length: 6 },
+          (_, i) => pool.stream(harness.request({ id: `after-${i}`, chunks: 3 })).then(readSse),
+        ),
       )
       for (const read of again) expect(contentOf(read.events)).toBe(expectedContent(3))
       await balanced(setup)
@@ -325,8 +329,10 @@ describe('queueing and shared limits', () => {
     const { pool, semaphore } = setup
     try {
       const held = await Promise.all(
-        Array.from({ length: 3 }, (_, i) =>
-          pool.stream(harness.request({ id: `shared-${i}`, chunks: 2, stallAfter: 1, stallMs: 300 }))),
+        Array.from(
+          { length: 3 },
+          (_, i) => pool.stream(harness.request({ id: `shared-${i}`, chunks: 2, stallAfter: 1, stallMs: 300 })),
+        ),
       )
       expect(semaphore.available).toBe(0)
       await Promise.all(held.map((response) => readSse(response)))
