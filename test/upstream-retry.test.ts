@@ -13,6 +13,8 @@ import { expectedContent } from './upstream/behaviour.ts'
 import { contentOf, errorOf, readSse, RUNNER, useHarness } from './upstream/harness.ts'
 
 const harness = useHarness()
+// `retry.random` is a function: it cannot cross into a worker pool (which refuses it), so in-process only.
+const inProcessOnly = test.skipIf(RUNNER === 'pool')
 
 async function closedPort(): Promise<number> {
   const server = createServer()
@@ -39,8 +41,7 @@ describe('retries before the first byte', () => {
     expect(client.log.filter((event) => event.type === 'acquire')).toHaveLength(3)
   })
 
-  // `retry.random` is a function: it cannot cross into a worker pool (which refuses it), so in-process only.
-  test.skipIf(RUNNER === 'pool')('backoff is exponential with full jitter, from the injected random source', async () => {
+  inProcessOnly('backoff is exponential with full jitter, from the injected random source', async () => {
     const client = harness.client({ retry: { maxAttempts: 4, baseDelayMs: 40, maxDelayMs: 100, random: () => 0.5 } })
     await readSse(await client.stream(harness.request({ id: 'jitter', chunks: 1, fail: 503, failTimes: 3 })))
     await client.idle()
