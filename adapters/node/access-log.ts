@@ -1,6 +1,6 @@
 /**
  * One JSON line per upstream call, written when the call is over (its `end` lifecycle event): id, status, time to
- * first chunk, duration, chunks and outcome. Built from telemetry events only, so it never sees request bodies,
+ * first chunk, duration, chunks, outcome and token usage. Built from telemetry events only, so it never sees request bodies,
  * headers or keys.
  */
 import type { StreamEvent } from '../../core/telemetry/events.ts'
@@ -16,6 +16,11 @@ export interface AccessLogEntry {
   chunks: number
   bytes: number
   attempts: number
+  /** Token usage (the end event's `usage`): `upstream` when the upstream reported it, `counted` content deltas. */
+  usage_source: 'upstream' | 'counted' | null
+  prompt_tokens: number | null
+  completion_tokens: number | null
+  total_tokens: number | null
 }
 
 /** Returns a sink for every lifecycle event; `write` receives one JSON line per finished call. */
@@ -37,6 +42,10 @@ export function createAccessLog(write: (line: string) => void): (event: StreamEv
       chunks: event.events,
       bytes: event.bytes,
       attempts: event.attempts,
+      usage_source: event.usage?.source ?? null,
+      prompt_tokens: event.usage?.promptTokens ?? null,
+      completion_tokens: event.usage?.completionTokens ?? null,
+      total_tokens: event.usage?.totalTokens ?? null,
     }
     write(JSON.stringify(entry))
   }

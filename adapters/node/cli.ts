@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { createGatewayFromConfig, type RunnerLimits } from '../../core/gateway/from-config.ts'
 import type { StreamRunner } from '../../core/gateway/runner.ts'
+import { createWorkerPool } from '../../core/pool/worker-pool.ts'
 import { createAccessLog } from './access-log.ts'
 import { CliUsageError, helpText, parseCli, type CliConfig } from './cli-options.ts'
 import { serve } from './server.ts'
@@ -59,8 +60,31 @@ async function run(config: CliConfig): Promise<void> {
   process.on('SIGINT', (signal) => void stop(signal))
 }
 
-function createPoolRunner(config: CliConfig, _limits: RunnerLimits): Promise<StreamRunner> {
-  throw new CliUsageError(`Invalid --workers \`${config.workers}\`: the worker pool is not available in this build`)
+/**
+ * `--workers N`: upstream calls run in N worker threads on the same permits, rate limit and telemetry; without
+ * `--upstream` each worker serves the embedded demo model itself. Resolves once every worker is up, so a worker
+ * that cannot start fails the binary at startup rather than at the first request.
+ */
+async function createPoolRunner(config: CliConfig, limits: RunnerLimits): Promise<StreamRunner> {
+  const pool = createWorkerPool({
+    workers: config.workers,
+    semaphore: limits.semaphore,
+    ...(limits.rateLimiter ? { rateLimiter: limits.rateLimiter } : {}),
+    streamWeight: config.streamWeight,
+    bufferedWeight: config.bufferedWeight,
+    queueTimeoutMs: config.queueTimeoutMs,
+    idleTimeoutMs: config.idleTimeoutMs,
+    retry: { maxAttempts: config.retries + 1 },
+    telemetry: limits.telemetry,
+    ...(config.upstream ? {} : { upstream: 'demo' as const }),
+  })
+  try {
+    await pool.ready
+  } catch (error) {
+    await pool.close({ timeoutMs: 0 })
+    throw error
+  }
+  return pool
 }
 
 function banner(config: CliConfig, url: string): string {
