@@ -55,8 +55,11 @@ function bodyStream(req: IncomingMessage): ReadableStream<Uint8Array> {
         }
         req.once('error', fail)
         // Since Node 16 `req 'close'` also fires after a complete body (nodejs/node#38924): only an early one,
-        // before 'end', means the upload was cut.
-        req.once('close', () => fail(new DOMException('The client disconnected during the request body', 'AbortError')))
+        // before 'end', means the upload was cut. The DOMException is built only then: it captures a stack
+        // (~17 µs), and building it on every close was 1.1% of the binary's CPU at c100 (--cpu-prof).
+        req.once('close', () => {
+          if (!settled) fail(new DOMException('The client disconnected during the request body', 'AbortError'))
+        })
       },
       pull() {
         req.resume()

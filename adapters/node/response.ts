@@ -40,8 +40,6 @@ export async function sendResponse(
     res.end()
     return
   }
-  // Headers go out now, not with the first body chunk: a client learns the status while the upstream thinks.
-  res.flushHeaders()
   await pump(body, res, gone, onError)
 }
 
@@ -71,16 +69,32 @@ async function pump(
   const reader = body.getReader()
   const cancel = (): void => void reader.cancel(gone.reason).catch(noop)
   gone.addEventListener('abort', cancel, { once: true })
+  // Headers go out before the first body chunk, so a client learns the status while the upstream thinks, but
+  // not in a write of their own when that chunk is already there: a first chunk ready within this turn of the
+  // event loop carries them (one write instead of two). The separate header write was 1.7% of the binary's CPU
+  // at c100 (flushHeaders → writeUtf8String in --cpu-prof, a syscall plus loopback delivery per response).
+  let headSent = false
+  const flushHead = (): void => {
+    headSent = true
+    if (!res.destroyed) res.flushHeaders()
+  }
+  const flush = setImmediate(flushHead)
   try {
     for (;;) {
       const { done, value } = await reader.read()
       if (done || gone.aborted) break
+      clearImmediate(flush)
+      headSent = true
       if (!res.write(value)) await drained(res, gone)
     }
+    clearImmediate(flush)
     if (!gone.aborted) res.end()
   } catch (error) {
+    clearImmediate(flush)
     if (gone.aborted) return
     onError(error)
+    // The status line goes out first, so the client sees a cut 200 rather than a connection closed unanswered.
+    if (!headSent) flushHead()
     cut(res)
   } finally {
     gone.removeEventListener('abort', cancel)
