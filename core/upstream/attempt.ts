@@ -158,7 +158,10 @@ export class Attempts {
     const timer = setTimeout(() => controller.abort(this.#queueTimeout()), Math.max(0, this.#remaining()))
     try {
       const { url, method = 'POST', headers, body } = this.#request
-      const response = await fetch(url, { method, headers, body, signal: controller.signal })
+      // redirect 'error': an API call is never redirected on purpose (and 'follow' would turn a POST into a GET
+      // on 301/302, or resend the key on 307/308). It is also cheaper: Node 20's fetch clones any other request,
+      // teeing its body into two more web streams (about 50 µs of CPU per call, cloneRequest in --cpu-prof).
+      const response = await fetch(url, { method, headers, body, signal: controller.signal, redirect: 'error' })
       if (isRetryableStatus(response.status)) {
         const text = await readErrorBody(response)
         throw new UpstreamStatusError(response.status, parseRetryAfter(response.headers), text)
