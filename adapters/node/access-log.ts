@@ -54,3 +54,30 @@ export function createAccessLog(write: (line: string) => void): (event: StreamEv
 function round(ms: number): number {
   return Math.round(ms * 10) / 10
 }
+
+/**
+ * Joins lines written in one turn of the event loop into one `write`: one syscall per turn instead of one per
+ * call. At c100 the per-call stdout write was ~1% of the binary's CPU (--cpu-prof); under load many calls end in
+ * the same turn. `flush()` writes what is pending at once (before `process.exit`, which would drop it).
+ */
+export function createLineBatcher(write: (text: string) => void): { line(line: string): void; flush(): void } {
+  let pending = ''
+  let scheduled = false
+  const flush = (): void => {
+    scheduled = false
+    if (pending === '') return
+    const text = pending
+    pending = ''
+    write(text)
+  }
+  return {
+    line(line) {
+      pending += `${line}\n`
+      if (scheduled) return
+      scheduled = true
+      setImmediate(flush)
+    },
+    flush,
+  }
+}
+

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { createGatewayFromConfig, type RunnerLimits } from '../../core/gateway/from-config.ts'
 import type { StreamRunner } from '../../core/gateway/runner.ts'
 import { createWorkerPool } from '../../core/pool/worker-pool.ts'
-import { createAccessLog } from './access-log.ts'
+import { createAccessLog, createLineBatcher } from './access-log.ts'
 import { CliUsageError, helpText, parseCli, type CliConfig } from './cli-options.ts'
 import { serve } from './server.ts'
 
@@ -32,7 +32,8 @@ async function run(config: CliConfig): Promise<void> {
     config,
     config.workers > 0 ? { runner: (limits) => createPoolRunner(config, limits) } : {},
   )
-  telemetry.events.on('event', createAccessLog((line) => process.stdout.write(`${line}\n`)))
+  const accessLog = createLineBatcher((text) => process.stdout.write(text))
+  telemetry.events.on('event', createAccessLog(accessLog.line))
   const server = serve(gateway.fetch, { port: config.port, hostname: config.host })
   let address
   try {
@@ -46,6 +47,7 @@ async function run(config: CliConfig): Promise<void> {
   let stopping = false
   const stop = async (signal: NodeJS.Signals): Promise<void> => {
     if (stopping) {
+      accessLog.flush()
       process.stderr.write(`sluice: ${signal} again, exiting now\n`)
       process.exit(1)
     }
@@ -53,6 +55,7 @@ async function run(config: CliConfig): Promise<void> {
     process.stderr.write(`sluice: ${signal}: draining (up to ${config.drainTimeoutMs} ms for ${runner.active} active)\n`)
     // New connections are refused at once; live streams get until the drain deadline, then an error event.
     await shutdown(server, config.drainTimeoutMs)
+    accessLog.flush()
     process.stderr.write('sluice: drained, bye\n')
     process.exit(0)
   }
