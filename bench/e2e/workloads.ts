@@ -33,6 +33,8 @@ const grid = (concurrency: number, delayMs: number, requests: number, quickReque
 export const WORKLOADS: readonly Workload[] = [
   grid(1, 0, 200, 50),
   grid(100, 0, 1000, 300),
+  // Issue 6's throughput target is stated at C=500, delay 0.
+  grid(500, 0, 1500, 1000),
   grid(1000, 0, 1500, 1000),
   grid(1, 20, 3, 2),
   grid(100, 20, 200, 100),
