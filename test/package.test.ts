@@ -21,7 +21,7 @@ describe('package', () => {
       Object.entries(pkg.exports as Record<string, { default: string }>).map(([key, value]) => [key, sourceOf(value.default)]),
     )
     expect(npmExports).toEqual(deno.exports)
-    expect(Object.keys(deno.exports)).toEqual(['.', './node', './bun', './deno'])
+    expect(Object.keys(deno.exports)).toEqual(['.', './node', './bun', './deno', './pool'])
     expect(deno.version).toBe(pkg.version)
   })
 

@@ -19,6 +19,8 @@ describe('public API', () => {
       const adapter = (await import(`../dist/adapters/${runtime}/mod.js`)) as { serve?: unknown }
       expect(typeof adapter.serve, runtime).toBe('function')
     }
+    const pool = (await import('../dist/core/pool/mod.js')) as Record<string, unknown>
+    for (const name of ['createStreamRunner', 'createWorkerPool', 'WorkerCrashedError']) expect(typeof pool[name], name).toBe('function')
   })
 
   test.each(RUNTIMES)('%s resolves the sources with the same exports', async (runtime) => {
