@@ -137,7 +137,8 @@ export function createGateway(options: GatewayOptions): Gateway {
         const hardDeadline = Date.now() + 5_000
         while (runner.active > 0 && Date.now() < hardDeadline) await new Promise((resolve) => setTimeout(resolve, 10))
       }
-      await runner.close?.()
+      // Everything live was given its chance above; a worker pool only needs to wind down now.
+      await runner.close?.({ timeoutMs: 1_000 })
     },
     get draining() {
       return draining

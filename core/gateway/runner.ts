@@ -8,6 +8,9 @@ import type { UpstreamClient } from '../upstream/client.ts'
 export type { CallOptions, UpstreamRequest } from '../upstream/types.ts'
 
 export interface StreamRunner extends Pick<UpstreamClient, 'stream' | 'complete' | 'active'> {
-  /** Releases the runner's resources (worker threads); the in-process client has none. */
-  close?(): Promise<void>
+  /**
+   * Releases the runner's resources (worker threads); the in-process client has none. Calls still in flight after
+   * `timeoutMs` are aborted.
+   */
+  close?(options?: { timeoutMs?: number }): Promise<void>
 }
