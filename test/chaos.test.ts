@@ -16,7 +16,7 @@ import { FAULTS } from './chaos/stream-mix.ts'
 
 const SEED = Number(process.env.SLUICE_CHAOS_SEED ?? 20_251_124)
 const STREAMS = 2_000
-/** `--workers 2` runs once the worker pool is wired into the binary; until then the binary refuses the flag. */
+/** `--workers 2` too: probed, so the file still runs on a build whose binary refuses the flag (it did until fb17d4f). */
 const pool = await workersSupported(2)
 
 describe.each([
