@@ -125,8 +125,15 @@ test(
     await probing
     await keepAlive.close()
     expect(exit).toEqual({ code: 0, signal: null })
-    expect(probes.length).toBeGreaterThan(0)
-    expect(probes.filter((outcome) => outcome !== 'refused')).toEqual([])
+    expect(probes.length).toBeGreaterThan(1)
+    // The binary prints "draining" just before it closes its listener, so the first probe may still land in the
+    // listen backlog in between: it is then closed unanswered (seen once in ~10 runs), never served.
+    expect(probes[0]).not.toBe('answered')
+    const notRefused = probes.flatMap((
+      outcome,
+      index,
+    ) => (index > 0 && outcome !== 'refused' ? [{ index, outcome }] : []))
+    expect(notRefused).toEqual([])
     expect(unexpectedStderr(binary.stderr())).toEqual([])
 
     const seen = await Promise.all(clients)
@@ -146,7 +153,8 @@ test(
       }
     })
     console.log(
-      `drain under load: ${before.active} active at SIGTERM, ${probes.length} new connections refused, ` +
+      `drain under load: ${before.active} active at SIGTERM, ` +
+        `${probes.filter((outcome) => outcome === 'refused').length} of ${probes.length} new connections refused, ` +
         [...outcomes].map(([outcome, count]) => `${outcome} ${count}`).join(', '),
     )
 
