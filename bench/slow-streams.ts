@@ -4,7 +4,8 @@
  * Holds many slow streams (one token per second, like a real LLM answer) open through the sluice binary at once
  * and reports: errors (must be 0), streams that were all open at the same time, the binary's RSS per active
  * stream (peak − idle), and its responsiveness during the hold: `GET /healthz` latency sampled every 200 ms
- * (a proxy for event-loop delay: the handler itself is a few µs).
+ * (a proxy for event-loop delay: the handler itself is a few µs). Nothing polls the upstream's records: in a first
+ * version, reading 10 000 records every second stalled the upstream's own event loop.
  *
  * Process layout: the test upstream (--bench mode), the target, and `--groups` load-generator processes
  * (bench/loadgen.ts, streams/groups connections each), started 250 ms apart so 10 000 connections are not one
@@ -79,7 +80,6 @@ try {
   const idle = await idleRss(pid)
   const sampler = startRssSampler(pid, 200)
   const probe = startHealthProbe(origin)
-  const openSampler = startOpenSampler(upstream.url)
   const perGroup = Math.ceil(streams / groups)
   const model = `mock?chunks=${seconds}&delay=1000`
   const runs: Promise<LoadReport | string>[] = []
@@ -92,7 +92,6 @@ try {
   const reports = await Promise.all(runs)
   sampler.stop()
   const lag = probe.stop()
-  const maxOpen = openSampler.stop()
   const failures = reports.filter((report): report is string => typeof report === 'string')
   const done = reports.filter((report): report is LoadReport => typeof report !== 'string')
   const errors: Record<string, number> = {}
@@ -106,7 +105,14 @@ try {
   console.log(`completed ${completed}/${streams}; errors ${errorCount} ${JSON.stringify(errors)}`)
   if (samples.length > 0) console.log(`  first errors: ${[...new Set(samples)].slice(0, 4).join(' | ')}`)
   for (const failure of failures) console.log(`  load generator failed: ${failure}`)
-  console.log(`streams open at the upstream at once: max ${maxOpen}`)
+  // All streams overlap when every one started within the ramp + its first token: TTFE says whether they did.
+  const ttfe = done.map((report) => report.ttfeMs)
+  const durations = done.map((report) => report.durationMs)
+  console.log(
+    `TTFE worst group p50 ${Math.max(...ttfe.map((d) => d.p50)).toFixed(0)} ms, p99 ` +
+      `${Math.max(...ttfe.map((d) => d.p99)).toFixed(0)} ms; stream duration max ` +
+      `${Math.max(...durations.map((d) => d.max)).toFixed(0)} ms (${seconds} tokens at 1/s)`,
+  )
   console.log(
     `${values.target} RSS idle ${mib(idle)}, peak ${mib(sampler.peak)} → ${(perStream / 1024).toFixed(1)} KiB per stream`,
   )
@@ -160,28 +166,6 @@ function startHealthProbe(origin: string): { stop(): ReturnType<typeof distribut
     stop() {
       stopped = true
       return { ...distribution(latencies), failed }
-    },
-  }
-}
-
-/** The most requests the upstream had open at once (its records, polled every second). */
-function startOpenSampler(upstreamUrl: string): { stop(): number } {
-  let max = 0
-  let stopped = false
-  const recordsUrl = new URL('/__upstream/requests', upstreamUrl)
-  void (async () => {
-    while (!stopped) {
-      try {
-        const records = (await (await fetch(recordsUrl)).json()) as { closedAt?: number }[]
-        max = Math.max(max, records.filter((record) => record.closedAt === undefined).length)
-      } catch {}
-      await new Promise((resolve) => setTimeout(resolve, 1_000))
-    }
-  })()
-  return {
-    stop() {
-      stopped = true
-      return max
     },
   }
 }

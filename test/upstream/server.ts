@@ -114,7 +114,8 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Test
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
-    server.listen(options.port ?? 0, options.hostname ?? '127.0.0.1', () => resolve())
+    // A big backlog (capped by net.core.somaxconn): bench/slow-streams.ts opens thousands of connections at once.
+    server.listen({ port: options.port ?? 0, host: options.hostname ?? '127.0.0.1', backlog: 65_535 }, () => resolve())
   })
   const address = server.address()
   if (address === null || typeof address === 'string') throw new Error('test upstream: no TCP address')
