@@ -25,6 +25,8 @@ export interface CliConfig {
   bodyLimitBytes: number
   gatewayKeys: string[]
   drainTimeoutMs: number
+  /** A transform module (path or URL) run for every upstream event, in the workers or in-process. */
+  transform: string | undefined
 }
 
 export type CliCommand = { kind: 'serve'; config: CliConfig } | { kind: 'help' } | { kind: 'version' }
@@ -54,6 +56,7 @@ const FLAGS = {
   'body-limit': ['1mb', 'SIZE  max request body, e.g. 64kb, 1mb'],
   'gateway-keys': [undefined, 'k1,k2  require Authorization: Bearer <key> from this set'],
   'drain-timeout': ['30s', 'D  on SIGTERM/SIGINT, how long active streams may finish'],
+  transform: [undefined, 'PATH  module run for every upstream event (rewrite/redact/count); Node needs .js/.mjs'],
 } as const satisfies Record<string, readonly [string | undefined, string]>
 
 type FlagName = keyof typeof FLAGS
@@ -152,6 +155,12 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
             return keys
           }),
     drainTimeoutMs: read('drain-timeout', (text) => parseDuration('duration', text)),
+    transform: raw('transform') === undefined
+      ? undefined
+      : read('transform', (text) => {
+        if (text.trim().length === 0) throw new Error('expected a module path or URL')
+        return text
+      }),
   }
   config.upstreamKey = env[config.upstreamKeyEnv] || undefined
   for (const flag of ['stream-weight', 'buffered-weight'] as const) {

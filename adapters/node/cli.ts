@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { createGatewayFromConfig, type RunnerLimits } from '../../core/gateway/from-config.ts'
 import type { StreamRunner } from '../../core/gateway/runner.ts'
-import { createWorkerPool } from '../../core/pool/worker-pool.ts'
+import { createStreamRunner } from '../../core/pool/stream-runner.ts'
 import { createAccessLog, createLineBatcher } from './access-log.ts'
 import { CliUsageError, helpText, parseCli, type CliConfig } from './cli-options.ts'
 import { serve } from './server.ts'
@@ -30,7 +30,7 @@ export async function main(argv: readonly string[]): Promise<void> {
 async function run(config: CliConfig): Promise<void> {
   const { gateway, runner, telemetry, shutdown } = await createGatewayFromConfig(
     config,
-    config.workers > 0 ? { runner: (limits) => createPoolRunner(config, limits) } : {},
+    config.workers > 0 || config.transform !== undefined ? { runner: (limits) => createPoolRunner(config, limits) } : {},
   )
   const accessLog = createLineBatcher((text) => process.stdout.write(text))
   telemetry.events.on('event', createAccessLog(accessLog.line))
@@ -69,7 +69,8 @@ async function run(config: CliConfig): Promise<void> {
  * that cannot start fails the binary at startup rather than at the first request.
  */
 async function createPoolRunner(config: CliConfig, limits: RunnerLimits): Promise<StreamRunner> {
-  const pool = createWorkerPool({
+  // With --workers 0 and a --transform, the same runner factory runs in-process: one code path for both.
+  const pool = createStreamRunner({
     workers: config.workers,
     semaphore: limits.semaphore,
     ...(limits.rateLimiter ? { rateLimiter: limits.rateLimiter } : {}),
@@ -80,6 +81,7 @@ async function createPoolRunner(config: CliConfig, limits: RunnerLimits): Promis
     retry: { maxAttempts: config.retries + 1 },
     telemetry: limits.telemetry,
     ...(config.upstream ? {} : { upstream: 'demo' as const }),
+    ...(config.transform === undefined ? {} : { transform: config.transform }),
   })
   try {
     await pool.ready
