@@ -70,6 +70,8 @@ export class PoolCall {
   #pendingShutdown: { reason: unknown } | undefined
   #status: number | undefined
   #sse = false
+  /** The last bytes sent to the client (up to 4), to know whether it has a whole number of SSE events. */
+  #tail: Uint8Array = new Uint8Array(0)
   #body: ReadableStreamDefaultController<Uint8Array> | undefined
   #started = false
   #afterFirstChunk = false
@@ -253,8 +255,11 @@ export class PoolCall {
       result = await this.#source.read()
     } catch (error) {
       if (this.#clientSignal?.aborted) return
-      // The worker died (or the pool closed): the in-process failure shape, one error event and a clean end.
-      if (this.#sse) {
+      // The worker died (or the pool closed): the in-process failure shape, one error event and a clean end —
+      // but only on an event boundary. The worker forwards whole events, yet the channel splits a chunk larger than
+      // its credit window, so a crash can land inside one (a huge event): an error event appended there would be
+      // glued to half an event. Then the only honest ending is a cut connection, never a clean end.
+      if (this.#sse && endsAtEventBoundary(this.#tail)) {
         tryEnqueue(controller, sseErrorEvent(error))
         tryClose(controller)
       } else {
@@ -263,7 +268,10 @@ export class PoolCall {
       return
     }
     if (result.done) tryClose(controller)
-    else tryEnqueue(controller, result.value)
+    else {
+      this.#tail = lastBytes(this.#tail, result.value)
+      tryEnqueue(controller, result.value)
+    }
   }
 
   #markEnded(): void {
@@ -333,6 +341,24 @@ function tryError(controller: ReadableStreamDefaultController<Uint8Array>, reaso
   try {
     controller.error(reason)
   } catch {}
+}
+
+/** The last (up to) 4 bytes of `previous` followed by `chunk`; cheap per chunk (no copy of the chunk). */
+function lastBytes(previous: Uint8Array, chunk: Uint8Array): Uint8Array {
+  if (chunk.byteLength >= 4) return chunk.subarray(chunk.byteLength - 4)
+  const joined = new Uint8Array(previous.byteLength + chunk.byteLength)
+  joined.set(previous)
+  joined.set(chunk, previous.byteLength)
+  return joined.subarray(Math.max(0, joined.byteLength - 4))
+}
+
+/** Nothing sent yet, or the bytes sent end with a blank line (`\n\n`, `\r\r`, `\r\n\r\n`: WHATWG SSE's event end). */
+function endsAtEventBoundary(tail: Uint8Array): boolean {
+  const n = tail.byteLength
+  if (n === 0) return true
+  const last = tail[n - 1]
+  const before = tail[n - 2]
+  return (last === 0x0a && (before === 0x0a || (before === 0x0d && tail[n - 3] === 0x0a))) || (last === 0x0d && before === 0x0d)
 }
 
 function noop(): void {}

@@ -24,6 +24,8 @@ export interface Verdict {
   problems: string[]
   /** The outcome is overload's (no permit or no retry budget in time), not the fault's own. */
   overload: boolean
+  /** Another stream's crash killed the worker this one ran on: a `worker_crashed` ending, not the fault's own. */
+  collateral?: boolean
 }
 
 interface ErrorBody {
@@ -102,6 +104,19 @@ export function judge(plan: StreamPlan, seen: Observation, secrets: readonly str
   if (plan.fault === 'reset-before-body' && reconnectFailed) {
     if (seen.events.length !== 1) problems.push(`${outcome} after ${seen.events.length - 1} events`)
     return { outcome, problems, overload: true }
+  }
+  // A worker crash ends every stream on that worker: the crashing plan's own outcome, anyone else's collateral.
+  // Either way the client must be told (error event or 502), and what it got must be a prefix of the real content.
+  // A cut (no clean end) is the crash outcome when the worker died inside an event the channel had split.
+  // A client that leaves after the crash's error event is collateral too.
+  const crashed = outcome === 'error-event:worker_crashed' || outcome === 'http:502:err_worker_crashed' ||
+    (outcome === 'truncated-cut' && plan.stream) ||
+    (outcome === 'client-abort' && seen.events.some((data) => errorCode(data) === 'worker_crashed'))
+  if (expect.kind === 'worker-crash' || crashed) {
+    if (!crashed) problems.push(`want error-event:worker_crashed (or a 502), got ${outcome}`)
+    const full = 'content' in expect ? expect.content : ''
+    if (!full.startsWith(content)) problems.push(`content before the crash is not a prefix: ${preview(content)}`)
+    return { outcome, problems, overload: false, collateral: expect.kind !== 'worker-crash' }
   }
   const fail = Number(plan.fields.fail)
   if (plan.fault === 'retry-ok' && outcome === `http:${exhaustedStatus(fail)}:err_upstream_status`) {

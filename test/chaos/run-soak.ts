@@ -7,6 +7,7 @@
  * gateway writes. Used by `npm run soak` (./soak.ts) and the CI test (test/chaos.test.ts).
  */
 import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
 import { startUpstream, type TestUpstream } from '../upstream/server.ts'
 import { type Binary, startBinary } from './binary.ts'
 import { judge } from './classify.ts'
@@ -21,6 +22,9 @@ import {
   type MixSettings,
   type StreamPlan,
 } from './stream-mix.ts'
+
+/** Kills the worker of every `-crash` stream mid-flight (plain JS: the binary runs from dist/ under Node 20). */
+const CRASH_TRANSFORM = fileURLToPath(new URL('../fixtures/transforms/crash-on-marker.mjs', import.meta.url))
 
 export interface SoakOptions {
   seed: number
@@ -75,6 +79,8 @@ export interface SoakReport {
   streams: number
   /** Streams whose outcome was overload's (queue timeout, no retry budget), allowed for any fault. */
   overloaded: number
+  /** Streams ended by another stream's worker crash (they shared its worker), told so by an error event or 502. */
+  collateral: number
   faults: Record<string, number>
   /** Per fault, the streams that got the fault's own outcome (not overload's). */
   ownOutcomes: Record<string, number>
@@ -145,6 +151,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakReport> {
         gatewayKey,
         '--drain-timeout',
         '5s',
+        ...(options.workers > 0 ? ['--transform', CRASH_TRANSFORM] : []),
       ],
       onLine: (line) => {
         accessLog.lines++
@@ -189,7 +196,8 @@ async function drive(
     queueTimeoutMs: options.queueTimeoutMs,
     concurrency: options.concurrency,
     retries: options.retries,
-    ...(options.weights ? { weights: options.weights } : {}),
+    // With workers, a few streams crash theirs (the binary loads the crash transform below).
+    weights: { ...(options.workers > 0 ? { 'worker-crash': 1 } : {}), ...options.weights },
   }
   const mix = createStreamMix(rng, mixSettings)
   const faults = Object.fromEntries(FAULTS.map((fault) => [fault, 0])) as Record<string, number>
@@ -198,6 +206,7 @@ async function drive(
   const violationSamples: Violation[] = []
   let violations = 0
   let overloaded = 0
+  let collateral = 0
   const ownOutcomes = Object.fromEntries(FAULTS.map((fault) => [fault, 0])) as Record<string, number>
   // What the upstream's attempt count must be for each judged stream, checked once the run is over.
   const judged: Judged[] = []
@@ -225,9 +234,11 @@ async function drive(
       fault: plan.fault,
       outcome: verdict.outcome,
       overload: verdict.overload,
+      collateral: verdict.collateral === true,
       expect: plan.expect,
     })
     if (verdict.overload) overloaded++
+    else if (verdict.collateral) collateral++
     else ownOutcomes[plan.fault] = (ownOutcomes[plan.fault] ?? 0) + 1
     if (verdict.problems.length === 0) return
     violations++
@@ -282,7 +293,7 @@ async function drive(
   }
   const durationMs = performance.now() - started
 
-  const leaks = await checkLeaks(binary, upstream)
+  const leaks = await checkLeaks(binary, upstream, { allowWorkerCrashes: options.workers > 0 })
   await quiesce(binary, upstream)
   const finalBytes = binary.alive() ? binary.rss() : 0
   peakBytes = Math.max(peakBytes, finalBytes)
@@ -302,7 +313,7 @@ async function drive(
   // The graceful stop with nothing in flight: exit 0, stderr only the drain lines.
   const exit = await binary.stop('SIGTERM', 15_000)
   scan('stderr', binary.stderr())
-  const stderr = unexpectedStderr(binary.stderr())
+  const stderr = unexpectedStderr(binary.stderr(), { allowWorkerCrashes: options.workers > 0 })
   if (exit.code !== 0) leaks.push(`exit on SIGTERM: ${exit.code ?? exit.signal}`)
 
   return {
@@ -318,6 +329,7 @@ async function drive(
     durationMs,
     streams: judged.length,
     overloaded,
+    collateral,
     faults,
     ownOutcomes,
     outcomes,
@@ -331,9 +343,7 @@ async function drive(
     secretLeaks: context.secretLeaks,
     memory,
     exit: { code: exit.code, signal: exit.signal, stderr },
-    notExercised: options.workers > 0
-      ? ['worker crashes: the binary has no --transform (or other) hook to kill a pool worker mid-stream']
-      : ['worker crashes: in-process runner (--workers 0) has no workers'],
+    notExercised: options.workers > 0 ? [] : ['worker crashes: in-process runner (--workers 0) has no workers'],
   }
 }
 
@@ -349,6 +359,7 @@ interface Judged {
   fault: Fault
   outcome: string
   overload: boolean
+  collateral: boolean
   expect: Expectation
 }
 
@@ -364,12 +375,12 @@ function checkAttempts(judged: Judged[], upstream: TestUpstream): { problems: st
   for (const record of upstream.requests) counts.set(record.id, (counts.get(record.id) ?? 0) + 1)
   const problems: string[] = []
   let cutShort = 0
-  for (const { id, fault, outcome, overload, expect } of judged) {
+  for (const { id, fault, outcome, overload, collateral, expect } of judged) {
     const attempts = counts.get(id) ?? 0
     const planned = 'attempts' in expect ? expect.attempts : 1
     let ok: boolean
     if (overload && outcome !== 'queue-timeout' && outcome !== 'error-event:queue_timeout') ok = attempts < planned
-    else if (overload || outcome === 'client-abort') ok = attempts <= planned
+    else if (overload || collateral || outcome === 'client-abort') ok = attempts <= planned
     else if (outcome.startsWith('error-event:')) ok = attempts === 1
     else if (fault === 'retry-exhaust') ok = attempts >= 1 && attempts <= planned
     else ok = attempts === planned
@@ -404,7 +415,8 @@ export function formatReport(report: SoakReport): string {
   )
   lines.push(
     `streams run: ${report.streams} in ${(report.durationMs / 1000).toFixed(1)} s ` +
-      `(${report.overloaded} met overload: queue timeout or no retry budget left)`,
+      `(${report.overloaded} met overload: queue timeout or no retry budget left; ` +
+      `${report.collateral} shared a worker that another stream crashed)`,
   )
   lines.push('faults:')
   for (const [fault, count] of Object.entries(report.faults)) {

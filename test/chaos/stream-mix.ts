@@ -24,6 +24,7 @@ export const FAULTS = [
   'error-event',
   'buffered',
   'burst',
+  'worker-crash',
 ] as const
 export type Fault = (typeof FAULTS)[number]
 
@@ -41,6 +42,12 @@ export type Expectation =
   | { kind: 'client-abort'; content: string }
   /** stream: false: one chat.completion JSON with `content`. */
   | { kind: 'buffered'; content: string; attempts: number }
+  /**
+   * Its worker dies at the third content delta (test/fixtures/transforms/crash-on-marker.mjs): at most `content`
+   * (the first two deltas, fewer if they shared a chunk with the third), then a `worker_crashed` error event — or a
+   * 502 if the crash came before the response.
+   */
+  | { kind: 'worker-crash'; content: string }
 
 export type ClientAction = { afterEvents: number } | { afterMs: number }
 
@@ -84,6 +91,8 @@ export const DEFAULT_WEIGHTS: Readonly<Record<Fault, number>> = {
   'error-event': 4,
   buffered: 4,
   burst: 0.4,
+  // Needs --workers > 0 and the crash transform: the soak turns it on then.
+  'worker-crash': 0,
 }
 
 const RETRYABLE = [429, 500, 502, 503, 504] as const
@@ -126,7 +135,8 @@ export function createStreamMix(rng: Rng, settings: MixSettings, idPrefix = 'c')
   })
 
   function plan(fault: Fault): StreamPlan {
-    const id = newId()
+    // The crash transform recognises its streams by this id suffix.
+    const id = fault === 'worker-crash' ? `${newId()}-crash` : newId()
     const make = (fields: Fields, expect: Expectation, extra: Partial<StreamPlan> = {}): StreamPlan => ({
       id,
       fault,
@@ -236,6 +246,10 @@ export function createStreamMix(rng: Rng, settings: MixSettings, idPrefix = 'c')
       case 'buffered': {
         const fields = { chunks: rng.int(1, 40), ...(rng.chance(0.3) ? { pad: rng.int(1, 200) } : {}) }
         return make(fields, { kind: 'buffered', content: content(fields), attempts: 1 }, { stream: false })
+      }
+      case 'worker-crash': {
+        const fields = { chunks: rng.int(4, 20), delay: smallDelay() }
+        return make(fields, { kind: 'worker-crash', content: expectedContent(2, 0, 0) })
       }
       case 'burst': {
         // Holds its permit for ~1.5 queue timeouts, so the streams queued behind a full gateway time out.
