@@ -89,7 +89,13 @@ function faultsWithoutOwnOutcome(report: SoakReport): string[] {
 
 /** Faults (bursts aside) whose streams got overload's outcome more often than their own. */
 function faultsMostlyOverloaded(report: SoakReport): string[] {
+  // Streams a worker crash ended (collateral) are not overload's: they leave the half to reach.
+  const crashed = (fault: string): number =>
+    Object.entries(report.outcomesByFault[fault] ?? {})
+      .filter(([outcome]) => /worker_crashed|^truncated-cut$/.test(outcome))
+      .reduce((sum, [, count]) => sum + count, 0)
   return FAULTS.filter((fault) =>
-    fault !== 'burst' && (report.ownOutcomes[fault] ?? 0) < (report.faults[fault] ?? 0) / 2
+    fault !== 'burst' && fault !== 'worker-crash' &&
+    (report.ownOutcomes[fault] ?? 0) < ((report.faults[fault] ?? 0) - crashed(fault)) / 2
   )
 }
