@@ -1,6 +1,6 @@
 /**
  * Parsers for human-written configuration values: durations (`500ms`, `5s`, `1m`), byte sizes (`64kb`, `1mb`) and
- * rates (`60/60s`). Shared by the `sluice` binary and by anyone configuring sluice from env vars on Bun or Deno.
+ * rates (`60/60s`). Shared by the `sluice` binary and by anyone configuring sluice from env vars on Bun or Deno hosts.
  * Each throws a RangeError naming the setting and the value it got.
  * @module
  */

@@ -1,6 +1,6 @@
 /**
- * The OpenAI-compatible streaming gateway as a standard fetch handler: `Bun.serve({ fetch: gateway.fetch })`,
- * `Deno.serve(gateway.fetch)` and sluice's Node adapter all serve it unchanged.
+ * The OpenAI-compatible streaming gateway as a standard fetch handler: Bun's `serve({ fetch: gateway.fetch })`,
+ * Deno's `serve(gateway.fetch)` and sluice's Node adapter all serve it unchanged.
  *
  * Order of checks for an API request (cheapest refusal first, nothing buffered before it is needed):
  * route → method → draining → gateway key → content type → body (limit enforced while reading) → JSON/fields.
