@@ -133,6 +133,13 @@ describe('streaming and buffered calls', () => {
     }
   })
 
+  test('retries exhausted on 429 → 429 JSON of type rate_limit_error, Retry-After kept', async () => {
+    const response = await gateway().fetch(chat({ model: mockModel({ id: 'g-429', fail: 429, retryAfterMs: 5 }), stream: true, messages }))
+    expect(response.status).toBe(429)
+    expect(response.headers.get('retry-after')).not.toBeNull()
+    expect(((await response.json()) as { error: { type: string } }).error.type).toBe('rate_limit_error')
+  })
+
   test('a client abort mid-stream reaches the upstream', async () => {
     const controller = new AbortController()
     const request = new Request(chat({ model: mockModel({ id: 'g-abort', chunks: 5, stallAfter: 1 }), stream: true, messages }), { signal: controller.signal })

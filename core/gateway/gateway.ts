@@ -184,7 +184,8 @@ function toHttpError(error: unknown, upstreamKey: string | undefined): unknown {
   const headers: Record<string, string> = typeof retryAfterMs === 'number' ? { 'retry-after': String(Math.max(1, Math.ceil(retryAfterMs / 1000))) } : {}
   const text = typeof message !== 'string' ? 'Upstream error' : upstreamKey ? message.replaceAll(upstreamKey, '[redacted]') : message
   return new HttpError(status, typeof code === 'string' ? code.toLowerCase() : 'upstream_error', text, {
-    type: status >= 500 ? 'server_error' : 'invalid_request_error',
+    // OpenAI's own type for 429, so SDKs map it to RateLimitError.
+    type: status === 429 ? 'rate_limit_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
     headers,
   })
 }
