@@ -187,6 +187,8 @@ describe('with no --upstream: the embedded demo', () => {
     expect(events.at(-1)?.data).toBe('[DONE]')
     const content = contentOf(events)
     expect(content).toMatch(/^You said: "Hello, sluice!"\. sluice is streaming this reply/)
+    // The binary writes access-log lines once per event-loop turn: the line may land just after curl is done.
+    await demo.waitFor(/^\{.*"outcome":"completed"/)
     const [entry] = accessLog(demo)
     expect(entry).toMatchObject({ kind: 'stream', status: 200, outcome: 'completed', chunks: events.length - 1 })
   })
