@@ -200,12 +200,11 @@ export interface RawConnection {
   readonly closed: Promise<void>
 }
 
-/** Opens a connection to `baseUrl` and sends one request for `path` (`Connection: close`). */
-export async function rawRequest(
-  baseUrl: string,
-  path: string,
-  { method = 'GET', headers = {}, body }: { method?: string; headers?: Record<string, string>; body?: string } = {},
-): Promise<RawConnection> {
+/**
+ * Opens a raw connection to `baseUrl` and records everything it receives; the caller writes the requests
+ * (e.g. several pipelined on one keep-alive connection). `rawRequest` is this plus one `Connection: close` request.
+ */
+export async function openRawConnection(baseUrl: string): Promise<RawConnection> {
   const { hostname, port } = new URL(baseUrl)
   const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) })
   await new Promise<void>((resolve, reject) => {
@@ -225,10 +224,6 @@ export async function rawRequest(
   void closed.then(() => {
     for (const listener of listeners) listener()
   })
-  const head = [`${method} ${path} HTTP/1.1`, `Host: ${new URL(baseUrl).host}`, 'Connection: close']
-  for (const [name, value] of Object.entries(headers)) head.push(`${name}: ${value}`)
-  if (body !== undefined) head.push(`Content-Length: ${Buffer.byteLength(body)}`)
-  socket.write(`${head.join('\r\n')}\r\n\r\n${body ?? ''}`)
 
   const text = (): string => Buffer.concat(chunks).toString('latin1')
   return {
@@ -262,6 +257,20 @@ export async function rawRequest(
     },
     closed,
   }
+}
+
+/** Opens a connection to `baseUrl` and sends one request for `path` (`Connection: close`). */
+export async function rawRequest(
+  baseUrl: string,
+  path: string,
+  { method = 'GET', headers = {}, body }: { method?: string; headers?: Record<string, string>; body?: string } = {},
+): Promise<RawConnection> {
+  const connection = await openRawConnection(baseUrl)
+  const head = [`${method} ${path} HTTP/1.1`, `Host: ${new URL(baseUrl).host}`, 'Connection: close']
+  for (const [name, value] of Object.entries(headers)) head.push(`${name}: ${value}`)
+  if (body !== undefined) head.push(`Content-Length: ${Buffer.byteLength(body)}`)
+  connection.socket.write(`${head.join('\r\n')}\r\n\r\n${body ?? ''}`)
+  return connection
 }
 
 /** What became of a fresh connection: refused, accepted but closed without an answer, or answered. */

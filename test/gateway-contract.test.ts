@@ -5,11 +5,9 @@
  * and when its connection closed. One fixture per target is shared by the tests below, in order: the metrics,
  * permit and drain tests at the end look at what the earlier ones left behind.
  */
-import { connect } from 'node:net'
-import type { Socket } from 'node:net'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { sharedNow } from '../core/clock.ts'
-import { CONTRACT_TARGETS, newConnectionOutcome, rawRequest, startFixture } from './_contract.ts'
+import { CONTRACT_TARGETS, newConnectionOutcome, openRawConnection, rawRequest, startFixture } from './_contract.ts'
 import type { ContractTarget, Fixture } from './_contract.ts'
 import { expectedContent, mockModel, type Behaviour } from './upstream/behaviour.ts'
 import { contentOf, errorOf, readSse } from './upstream/harness.ts'
@@ -109,60 +107,6 @@ function parseResponses(raw: string): RawResponse[] {
     at = cursor
   }
   return responses
-}
-
-interface KeepAliveConnection {
-  socket: Socket
-  text(): string
-  until(predicate: (text: string) => boolean, timeoutMs?: number): Promise<void>
-  closed: Promise<void>
-}
-
-/** A raw keep-alive connection (rawRequest always says `Connection: close`): for pipelining during a drain. */
-async function keepAliveConnection(baseUrl: string): Promise<KeepAliveConnection> {
-  const { hostname, port } = new URL(baseUrl)
-  const socket = connect({ host: hostname, port: Number(port) })
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve)
-    socket.once('error', reject)
-  })
-  const chunks: Buffer[] = []
-  const listeners = new Set<() => void>()
-  socket.on('data', (chunk: Buffer) => {
-    chunks.push(chunk)
-    for (const listener of listeners) listener()
-  })
-  socket.on('error', () => {})
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
-  void closed.then(() => {
-    for (const listener of listeners) listener()
-  })
-  const text = (): string => Buffer.concat(chunks).toString('latin1')
-  return {
-    socket,
-    text,
-    closed,
-    until(predicate, timeoutMs = 10_000) {
-      return new Promise<void>((resolve, reject) => {
-        const check = (): void => {
-          if (predicate(text())) finish()
-          else if (socket.destroyed) finish(new Error(`connection closed before the condition held; got:\n${text()}`))
-        }
-        const finish = (error?: Error): void => {
-          listeners.delete(check)
-          clearTimeout(timer)
-          if (error) reject(error)
-          else resolve()
-        }
-        const timer = setTimeout(
-          () => finish(new Error(`condition not met in ${timeoutMs} ms; got:\n${text()}`)),
-          timeoutMs,
-        )
-        listeners.add(check)
-        check()
-      })
-    },
-  }
 }
 
 function chatHead(host: string, body: string, extra: string[] = []): string {
@@ -502,7 +446,7 @@ describe.each(CONTRACT_TARGETS)('gateway HTTP contract on $name', (target: Contr
     const host = new URL(url).host
     // A live stream that ends well within the deadline, on a keep-alive connection we can pipeline on.
     const liveId = newId('drain-live')
-    const live = await keepAliveConnection(url)
+    const live = await openRawConnection(url)
     live.socket.write(chatHead(host, chatBody({ id: liveId, chunks: 10, delay: 100 })))
     await live.until((text) => text.includes('"content":"w0 "'))
     // A stream whose upstream stalls: only the deadline ends it.
