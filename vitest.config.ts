@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config'
 
-/** The streaming-call scenarios that the `pool` project runs a second time through the worker pool. */
+/** The streaming-call scenarios that the `pool` and `undici` projects run again, through the pool / undici. */
 const POOL_SCENARIOS = [
   'test/upstream-stream.test.ts',
   'test/upstream-cancel.test.ts',
@@ -26,6 +26,8 @@ export default defineConfig({
       { extends: true, test: { name: 'core', include: ['test/**/*.test.ts'] } },
       // The same scenarios with the worker pool as the runner (test/upstream/harness.ts reads the variable).
       { extends: true, test: { name: 'pool', include: POOL_SCENARIOS, env: { SLUICE_TEST_RUNNER: 'pool' } } },
+      // And once more in-process on the Node binary's undici-based upstream fetch (adapters/node/upstream-fetch.ts).
+      { extends: true, test: { name: 'undici', include: POOL_SCENARIOS, env: { SLUICE_TEST_RUNNER: 'undici' } } },
     ],
   },
 })

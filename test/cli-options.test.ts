@@ -45,6 +45,7 @@ describe('sluice flags', () => {
       upstream: undefined, upstreamKeyEnv: 'OPENAI_API_KEY', upstreamKey: undefined, host: '127.0.0.1', port: 8787,
       concurrency: 64, streamWeight: 1, bufferedWeight: 1, rate: undefined, queueTimeoutMs: 5000, idleTimeoutMs: 30_000,
       retries: 2, workers: 0, bodyLimitBytes: 1_048_576, gatewayKeys: [], drainTimeoutMs: 30_000, transform: undefined,
+      upstreamClient: 'undici',
     })
   })
 
@@ -55,6 +56,7 @@ describe('sluice flags', () => {
         '--concurrency', '50', '--stream-weight', '3', '--buffered-weight', '1', '--rate', '60/60s',
         '--queue-timeout', '500ms', '--idle-timeout', '1m', '--retries', '4', '--workers', '2', '--body-limit', '64kb',
         '--gateway-keys', 'a,b', '--drain-timeout', '10s', '--transform', './t.mjs',
+        '--upstream-client', 'fetch',
       ],
       { MY_KEY: 'sk-secret' },
     )
@@ -62,7 +64,7 @@ describe('sluice flags', () => {
       upstream: 'http://127.0.0.1:9/v1', upstreamKeyEnv: 'MY_KEY', upstreamKey: 'sk-secret', host: '0.0.0.0', port: 0,
       concurrency: 50, streamWeight: 3, bufferedWeight: 1, rate: { rate: 60, per: 60_000 }, queueTimeoutMs: 500,
       idleTimeoutMs: 60_000, retries: 4, workers: 2, bodyLimitBytes: 65_536, gatewayKeys: ['a', 'b'], drainTimeoutMs: 10_000,
-      transform: './t.mjs',
+      transform: './t.mjs', upstreamClient: 'fetch',
     })
   })
 
@@ -83,6 +85,7 @@ describe('sluice flags', () => {
     [['--upstream', 'http://u:p@x/v1'], /^Invalid --upstream .*credentials/],
     [['--stream-weight', '5', '--concurrency', '4'], /^Invalid --stream-weight `5`: must not exceed --concurrency \(4\)$/],
     [['--gateway-keys', 'a,,b'], /^Invalid --gateway-keys `a,,b`/],
+    [['--upstream-client', 'curl'], /^Invalid --upstream-client `curl`: expected `undici` or `fetch`$/],
     [['--bogus', '1'], /Unknown option '--bogus'/],
     [['--port'], /--port/],
   ])('%j is a one-line usage error naming the flag and value', (argv, pattern) => {

@@ -72,7 +72,7 @@ describe('options', () => {
       'Expected `streamsPerWorker` to be a positive integer, got `0` (number)',
     )
     expect(() => createWorkerPool({ semaphore, workers: 1, fetch: globalThis.fetch })).toThrow(
-      /Expected `fetch` to be undefined with `workers` > 0 \(functions cannot cross threads: use `upstream: 'demo'`/,
+      /Expected `fetch` to be undefined with `workers` > 0 \(functions cannot cross threads: use `fetchModule`/,
     )
     expect(() => createWorkerPool({ semaphore, workers: 1, onEvent: () => {} })).toThrow(/use a `transform` module/)
     expect(() => createWorkerPool({ semaphore, workers: 1, retry: { random: Math.random } })).toThrow(

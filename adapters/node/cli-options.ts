@@ -27,6 +27,8 @@ export interface CliConfig {
   drainTimeoutMs: number
   /** A transform module (path or URL) run for every upstream event, in the workers or in-process. */
   transform: string | undefined
+  /** How the Node binary calls the upstream: undici's dispatcher API (./upstream-fetch.ts) or the global fetch. */
+  upstreamClient: 'undici' | 'fetch'
 }
 
 export type CliCommand = { kind: 'serve'; config: CliConfig } | { kind: 'help' } | { kind: 'version' }
@@ -57,6 +59,7 @@ const FLAGS = {
   'gateway-keys': [undefined, 'k1,k2  require Authorization: Bearer <key> from this set'],
   'drain-timeout': ['30s', 'D  on SIGTERM/SIGINT, how long active streams may finish'],
   transform: [undefined, 'PATH  module run for every upstream event (rewrite/redact/count); Node needs .js/.mjs'],
+  'upstream-client': ['undici', 'undici|fetch  Node binary: undici dispatcher (fast) or the global fetch'],
 } as const satisfies Record<string, readonly [string | undefined, string]>
 
 type FlagName = keyof typeof FLAGS
@@ -161,6 +164,10 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
         if (text.trim().length === 0) throw new Error('expected a module path or URL')
         return text
       }),
+    upstreamClient: read('upstream-client', (text) => {
+      if (text !== 'undici' && text !== 'fetch') throw new Error('expected `undici` or `fetch`')
+      return text
+    }),
   }
   config.upstreamKey = env[config.upstreamKeyEnv] || undefined
   for (const flag of ['stream-weight', 'buffered-weight'] as const) {

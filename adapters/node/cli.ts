@@ -10,6 +10,8 @@ import { createStreamRunner } from '../../core/pool/stream-runner.ts'
 import { createAccessLog, createLineBatcher } from './access-log.ts'
 import { CliUsageError, helpText, parseCli, type CliConfig } from './cli-options.ts'
 import { serve } from './server.ts'
+import { UPSTREAM_FETCH_MODULE } from './upstream-fetch-module.ts'
+import { createUpstreamFetch } from './upstream-fetch.ts'
 
 export { DEMO_UPSTREAM_URL } from '../../core/gateway/from-config.ts'
 
@@ -28,9 +30,13 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 async function run(config: CliConfig): Promise<void> {
+  // undici's dispatcher for a real upstream, unless --upstream-client fetch (./upstream-fetch.ts says why).
+  const upstreamFetch = config.upstream && config.upstreamClient === 'undici' ? createUpstreamFetch() : undefined
   const { gateway, runner, telemetry, shutdown } = await createGatewayFromConfig(
     config,
-    config.workers > 0 || config.transform !== undefined ? { runner: (limits) => createPoolRunner(config, limits) } : {},
+    config.workers > 0 || config.transform !== undefined
+      ? { runner: (limits) => createPoolRunner(config, limits) }
+      : upstreamFetch ? { fetch: upstreamFetch } : {},
   )
   const accessLog = createLineBatcher((text) => process.stdout.write(text))
   telemetry.events.on('event', createAccessLog(accessLog.line))
@@ -80,7 +86,9 @@ async function createPoolRunner(config: CliConfig, limits: RunnerLimits): Promis
     idleTimeoutMs: config.idleTimeoutMs,
     retry: { maxAttempts: config.retries + 1 },
     telemetry: limits.telemetry,
-    ...(config.upstream ? {} : { upstream: 'demo' as const }),
+    ...(config.upstream
+      ? config.upstreamClient === 'undici' ? { fetchModule: UPSTREAM_FETCH_MODULE } : {}
+      : { upstream: 'demo' as const }),
     ...(config.transform === undefined ? {} : { transform: config.transform }),
   })
   try {
@@ -98,7 +106,7 @@ function banner(config: CliConfig, url: string): string {
   const body = JSON.stringify({ model: 'demo', stream: true, messages: [{ role: 'user', content: 'Hello, sluice!' }] })
   return [
     `sluice ${version()} listening on ${url}`,
-    `  upstream:    ${upstream}`,
+    `  upstream:    ${upstream}${config.upstream ? ` (client: ${config.upstreamClient})` : ''}`,
     `  concurrency: ${config.concurrency} permits (stream weight ${config.streamWeight}, buffered ${config.bufferedWeight})` +
       `, workers: ${config.workers === 0 ? 'in-process' : config.workers}`,
     `  timeouts:    queue ${config.queueTimeoutMs} ms, idle ${config.idleTimeoutMs} ms, drain ${config.drainTimeoutMs} ms`,

@@ -13,3 +13,5 @@
 export { serve, NodeServer } from './server.ts'
 export type { NodeServeOptions } from './server.ts'
 export type { CloseOptions, FetchHandler, Serve, ServeOptions, Server, ServerAddress } from '../../core/server.ts'
+export { createUpstreamFetch } from './upstream-fetch.ts'
+export type { UpstreamFetch, UpstreamFetchOptions } from './upstream-fetch.ts'

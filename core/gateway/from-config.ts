@@ -46,6 +46,11 @@ export interface GatewayFromConfigOptions {
   runner?: (limits: RunnerLimits) => StreamRunner | Promise<StreamRunner>
   /** Pacing of the embedded demo model (used when `config.upstream` is undefined). */
   demo?: DemoUpstreamOptions
+  /**
+   * The fetch the default runner calls `config.upstream` with (the Node binary passes its undici-based one,
+   * adapters/node/upstream-fetch.ts); default: the global fetch. Not used for the demo model or a custom runner.
+   */
+  fetch?: typeof fetch
 }
 
 export interface ConfiguredGateway {
@@ -85,7 +90,9 @@ export async function createGatewayFromConfig(
         idleTimeoutMs: config.idleTimeoutMs,
         retry: { maxAttempts: config.retries + 1 },
         telemetry,
-        ...(config.upstream ? {} : { fetch: createDemoUpstream(options.demo) as typeof fetch }),
+        ...(config.upstream
+          ? options.fetch ? { fetch: options.fetch } : {}
+          : { fetch: createDemoUpstream(options.demo) as typeof fetch }),
       })
   const upstreamUrl = config.upstream ?? DEMO_UPSTREAM_URL
   const gateway = createGateway({

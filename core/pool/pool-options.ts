@@ -15,7 +15,7 @@ import { resolveOptions, type UpstreamClientOptions } from '../upstream/options.
 import type { PermitSource, TokenSource } from '../upstream/types.ts'
 import { durationMs, invalidOption, nonNegativeInteger, positiveInteger } from '../validate.ts'
 import type { WorkerClientOptions } from './pool-protocol.ts'
-import { transformUrl } from './transform-loader.ts'
+import { moduleUrl, transformUrl } from './transform-loader.ts'
 
 export interface StreamRunnerOptions extends Omit<UpstreamClientOptions, 'transform' | 'telemetry'> {
   /**
@@ -32,6 +32,12 @@ export interface StreamRunnerOptions extends Omit<UpstreamClientOptions, 'transf
   transform?: string | URL
   /** `demo`: calls go to an embedded demo model (`createDemoUpstream`), one per worker. Default: `fetch`. */
   upstream?: 'demo'
+  /**
+   * A module (file path or URL) whose default export makes the fetch upstream calls use (`() => fetch`): a
+   * function cannot cross threads, a module can. Loaded once per worker, or once in-process with `workers: 0`.
+   * The Node binary passes sluice/node's undici-based one. Default: the global fetch.
+   */
+  fetchModule?: string | URL
   /** Pacing of the demo model. */
   demo?: DemoUpstreamOptions
   /** Where lifecycle events of all workers are recorded, on the main thread. Default: `createStreamTelemetry()`. */
@@ -60,6 +66,7 @@ export interface ResolvedPoolOptions {
   client: WorkerClientOptions
   transform: string | undefined
   upstream: 'demo' | undefined
+  fetchModule: string | undefined
   demo: DemoUpstreamOptions | undefined
   queueTimeoutMs: number
   queueRetryAfterMs: number
@@ -96,7 +103,7 @@ export function resolvePoolOptions(options: WorkerPoolOptions): ResolvedPoolOpti
     ? undefined
     : shared('bufferedSemaphore', options.bufferedSemaphore)
   const rateLimiter = sharedLimiter(options.rateLimiter)
-  checkUpstream(options.upstream)
+  checkUpstream(options.upstream, options.fetchModule)
   const { retry } = options
   return {
     workers,
@@ -118,6 +125,7 @@ export function resolvePoolOptions(options: WorkerPoolOptions): ResolvedPoolOpti
     },
     transform: options.transform === undefined ? undefined : transformUrl(options.transform),
     upstream: options.upstream,
+    fetchModule: options.fetchModule === undefined ? undefined : moduleUrl('fetchModule', options.fetchModule),
     demo: options.demo === undefined ? undefined : { ...options.demo },
     queueTimeoutMs: checked.queueTimeoutMs,
     queueRetryAfterMs: checked.queueRetryAfterMs,
@@ -126,13 +134,16 @@ export function resolvePoolOptions(options: WorkerPoolOptions): ResolvedPoolOpti
   }
 }
 
-/** `upstream` is `'demo'` or absent. */
-export function checkUpstream(upstream: unknown): void {
+/** `upstream` is `'demo'` or absent; a `fetchModule` is for a real upstream only. */
+export function checkUpstream(upstream: unknown, fetchModule: unknown): void {
   if (upstream !== undefined && upstream !== 'demo') invalidOption('upstream', '`demo` or undefined', upstream)
+  if (upstream === 'demo' && fetchModule !== undefined) {
+    invalidOption('fetchModule', "undefined with `upstream: 'demo'` (the demo model is called in-process)", fetchModule)
+  }
 }
 
 const ALTERNATIVE = {
-  fetch: "use `upstream: 'demo'` for the demo model, or the global fetch",
+  fetch: "use `fetchModule` (a module whose default export makes the fetch), or `upstream: 'demo'`",
   onEvent: 'use a `transform` module',
 }
 

@@ -81,6 +81,8 @@ export interface WorkerInit {
   transform: string | undefined
   /** `demo`: each worker serves calls from its own embedded demo model (`createDemoUpstream`). */
   upstream: 'demo' | undefined
+  /** URL of the module whose default export makes the worker's fetch (./transform-loader.ts), or undefined. */
+  fetchModule: string | undefined
   demo: DemoUpstreamOptions | undefined
   /** The resolved queue budget, for a worker refusing a call past its `notAfter`. */
   queueTimeoutMs: number

@@ -21,7 +21,7 @@ import { ControlBatch, listenForControl } from './pool-control.ts'
 import { errorFromWire } from './pool-errors.ts'
 import { DONE, EVENT, FAILED, HEAD, POOL_TAG, READY, SHUTDOWN } from './pool-protocol.ts'
 import type { CallTask, HelloMessage, WorkerInit } from './pool-protocol.ts'
-import { loadTransform } from './transform-loader.ts'
+import { loadFetch, loadTransform } from './transform-loader.ts'
 
 const init = workerData as WorkerInit
 const semaphore = SharedSemaphore.from(init.semaphore)
@@ -53,8 +53,9 @@ listenForControl(port, (items) => {
 })
 
 const clientReady: Promise<UpstreamClient> = (async () => {
-  if (init.registerTsx && init.transform !== undefined) await registerTsx()
+  if (init.registerTsx && (init.transform !== undefined || init.fetchModule !== undefined)) await registerTsx()
   const transform = init.transform === undefined ? undefined : await loadTransform(init.transform)
+  const fetchFromModule = init.fetchModule === undefined ? undefined : await loadFetch(init.fetchModule)
   const { client } = init
   return createUpstreamClient({
     semaphore,
@@ -63,6 +64,7 @@ const clientReady: Promise<UpstreamClient> = (async () => {
     ...definedOnly(client),
     ...(transform ? { transform } : {}),
     ...(init.upstream === 'demo' ? { fetch: createDemoUpstream(init.demo) as typeof fetch } : {}),
+    ...(fetchFromModule ? { fetch: fetchFromModule } : {}),
     telemetry: (event) => control.post([EVENT, event]),
   })
 })()

@@ -15,7 +15,7 @@ import type { CallOptions, UpstreamRequest } from '../upstream/types.ts'
 import { durationMs, invalidOption } from '../validate.ts'
 import { PoolClosedError } from './pool-errors.ts'
 import { checkUpstream, resolveWorkers, type StreamRunnerOptions, type WorkerPoolOptions } from './pool-options.ts'
-import { loadTransform, transformUrl } from './transform-loader.ts'
+import { loadFetch, loadTransform, moduleUrl, transformUrl } from './transform-loader.ts'
 import { createWorkerPool, type WorkerPool } from './worker-pool.ts'
 
 /** What `createStreamRunner()` returns either way: a gateway `StreamRunner` with events, `ready` and `close`. */
@@ -41,27 +41,41 @@ const CLOSE_GRACE_MS = 2_000
 
 function createInProcessRunner(options: StreamRunnerOptions): ManagedStreamRunner {
   const { sink, events } = resolveTelemetry(options.telemetry)
-  checkUpstream(options.upstream)
-  const fetchOption = options.upstream === 'demo' ? { fetch: createDemoUpstream(options.demo) as typeof fetch } : {}
+  checkUpstream(options.upstream, options.fetchModule)
+  if (options.upstream !== 'demo' && options.fetch !== undefined && options.fetchModule !== undefined) {
+    invalidOption('fetchModule', 'undefined when `fetch` is given', options.fetchModule)
+  }
+  const demoFetch = options.upstream === 'demo' ? { fetch: createDemoUpstream(options.demo) as typeof fetch } : {}
   const {
     transform: _transform,
     workers: _workers,
     streamsPerWorker: _streamsPerWorker,
     upstream: _upstream,
+    fetchModule: _fetchModule,
     demo: _demo,
     workerStallTimeoutMs: _stall,
     window: _window,
     telemetry: _telemetry,
     ...clientOptions
   } = options
-  const build = (transform?: TransformFactory): UpstreamClient =>
-    createUpstreamClient({ ...clientOptions, ...fetchOption, ...(transform ? { transform } : {}), telemetry: sink })
-  // Without a transform the client exists at once (and validates the options now, like the pool does).
+  const build = (transform?: TransformFactory, moduleFetch?: typeof fetch): UpstreamClient =>
+    createUpstreamClient({
+      ...clientOptions,
+      ...demoFetch,
+      ...(moduleFetch ? { fetch: moduleFetch } : {}),
+      ...(transform ? { transform } : {}),
+      telemetry: sink,
+    })
+  // Without modules to load the client exists at once (and validates the options now, like the pool does).
   const url = options.transform === undefined ? undefined : transformUrl(options.transform)
-  let client: UpstreamClient | undefined = url === undefined ? build() : undefined
+  const fetchUrl = options.fetchModule === undefined ? undefined : moduleUrl('fetchModule', options.fetchModule)
+  let client: UpstreamClient | undefined = url === undefined && fetchUrl === undefined ? build() : undefined
   const loaded: Promise<UpstreamClient> = client !== undefined
     ? Promise.resolve(client)
-    : loadTransform(url!).then((transform) => (client = build(transform)))
+    : Promise.all([
+      url === undefined ? undefined : loadTransform(url),
+      fetchUrl === undefined ? undefined : loadFetch(fetchUrl),
+    ]).then(([transform, moduleFetch]) => (client = build(transform, moduleFetch)))
   const ready = loaded.then(noop)
   ready.catch(noop)
 

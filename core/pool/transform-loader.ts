@@ -13,9 +13,14 @@ import { invalidOption } from '../validate.ts'
  * path resolved against the current directory. Resolved once on the main thread, so workers agree on it.
  */
 export function transformUrl(specifier: unknown): string {
+  return moduleUrl('transform', specifier)
+}
+
+/** The same for any module option (`transform`, `fetchModule`); `option` names it in the error. */
+export function moduleUrl(option: string, specifier: unknown): string {
   if (specifier instanceof URL) return specifier.href
   if (typeof specifier !== 'string' || specifier.length === 0) {
-    invalidOption('transform', 'a module path or URL', specifier)
+    invalidOption(option, 'a module path or URL', specifier)
   }
   // A scheme, but not a Windows drive letter (C:\…).
   if (/^[a-z][a-z\d+.-]+:/i.test(specifier)) return specifier
@@ -26,4 +31,18 @@ export function transformUrl(specifier: unknown): string {
 export async function loadTransform(url: string): Promise<TransformFactory> {
   const module = (await import(url)) as { default?: unknown }
   return checkTransformFactory(module.default, url)
+}
+
+/**
+ * Imports a `fetchModule` and makes its fetch: the default export is a factory, called once per worker (or once
+ * in-process), so each worker owns its connection pool. E.g. sluice/node's undici-based upstream fetch.
+ */
+export async function loadFetch(url: string): Promise<typeof fetch> {
+  const module = (await import(url)) as { default?: unknown }
+  if (typeof module.default !== 'function') {
+    invalidOption('fetchModule', `a module whose default export makes a fetch (${url})`, module.default)
+  }
+  const made: unknown = (module.default as () => unknown)()
+  if (typeof made !== 'function') invalidOption('fetchModule', `a factory returning a function (${url})`, made)
+  return made as typeof fetch
 }

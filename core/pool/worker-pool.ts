@@ -200,6 +200,7 @@ function workerInit(settings: ResolvedPoolOptions): WorkerInit {
     client: settings.client,
     transform: settings.transform,
     upstream: settings.upstream,
+    fetchModule: settings.fetchModule,
     demo: settings.demo,
     queueTimeoutMs: settings.queueTimeoutMs,
     queueRetryAfterMs: settings.queueRetryAfterMs,

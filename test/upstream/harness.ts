@@ -5,6 +5,8 @@
  *
  * With `SLUICE_TEST_RUNNER=pool` (the `pool` vitest project) `client()` is a worker pool with 2 workers on the
  * same semaphore (`createStreamRunner`), so the same scenarios check that the pool keeps the in-process contract.
+ * With `SLUICE_TEST_RUNNER=undici` (the `undici` project) the in-process client calls the upstream through the Node
+ * binary's undici-based fetch (adapters/node/upstream-fetch.ts) instead of the global fetch.
  */
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import { afterAll, afterEach, beforeAll, expect } from 'vitest'
@@ -15,13 +17,22 @@ import { createStreamRunner } from '../../core/pool/stream-runner.ts'
 import { createUpstreamClient, type UpstreamClient } from '../../core/upstream/client.ts'
 import type { UpstreamClientOptions } from '../../core/upstream/options.ts'
 import type { UpstreamRequest } from '../../core/upstream/types.ts'
+import { UPSTREAM_FETCH_MODULE } from '../../adapters/node/upstream-fetch-module.ts'
+import { createUpstreamFetch } from '../../adapters/node/upstream-fetch.ts'
 import { type Behaviour, mockModel } from './behaviour.ts'
 import { startUpstream, type TestUpstream } from './server.ts'
 
 export const API_KEY = 'sk-upstream-test'
 export const CAPACITY = 6
-/** Which runner `client()` builds: the in-process client, or a worker pool (`SLUICE_TEST_RUNNER=pool`). */
-export const RUNNER: 'in-process' | 'pool' = process.env.SLUICE_TEST_RUNNER === 'pool' ? 'pool' : 'in-process'
+/**
+ * Which runner `client()` builds: the in-process client, a worker pool (`SLUICE_TEST_RUNNER=pool`), or the
+ * in-process client on the undici-based upstream fetch (`SLUICE_TEST_RUNNER=undici`).
+ */
+export const RUNNER: 'in-process' | 'pool' | 'undici' = process.env.SLUICE_TEST_RUNNER === 'pool'
+  ? 'pool'
+  : process.env.SLUICE_TEST_RUNNER === 'undici'
+  ? 'undici'
+  : 'in-process'
 
 export interface Harness {
   readonly upstream: TestUpstream
@@ -97,10 +108,23 @@ export function useHarness(): Harness {
         ? (event: StreamEvent) => (given(event), telemetry.record(event))
         : telemetry
       const { transformModule, transform, ...rest } = options
-      const settings = { semaphore: semaphore!, retry: { baseDelayMs: 10, maxDelayMs: 50 }, ...rest, telemetry: sink }
+      // The undici project's fetch, unless the scenario brings its own (a fetch that fails on purpose).
+      const undici = RUNNER === 'undici' && rest.fetch === undefined ? createUpstreamFetch() : undefined
+      const settings = {
+        semaphore: semaphore!,
+        retry: { baseDelayMs: 10, maxDelayMs: 50 },
+        ...rest,
+        ...(undici && transformModule === undefined ? { fetch: undici } : {}),
+        telemetry: sink,
+      }
       if (RUNNER === 'pool' && transform !== undefined) throw new TypeError('A pool runs transform modules only')
       const runner = RUNNER === 'pool' || transformModule !== undefined
-        ? createStreamRunner({ ...settings, workers: RUNNER === 'pool' ? 2 : 0, transform: transformModule })
+        ? createStreamRunner({
+          ...settings,
+          workers: RUNNER === 'pool' ? 2 : 0,
+          transform: transformModule,
+          ...(undici ? { fetchModule: UPSTREAM_FETCH_MODULE } : {}),
+        })
         : undefined
       const client = runner ?? createUpstreamClient({ ...settings, ...(transform ? { transform } : {}) })
       const testClient: TestClient = {
@@ -115,6 +139,7 @@ export function useHarness(): Harness {
         idle: () => waitForIdle(client, telemetry),
         close: async () => {
           await runner?.close()
+          await undici?.close()
         },
         ready: runner?.ready ?? Promise.resolve(),
       }

@@ -1,0 +1,143 @@
+/**
+ * A `fetch` for the upstream on Node, on undici's dispatcher API (`Agent.request`) instead of Node 20's global
+ * fetch. Same input and output types (a Web `Response` whose body is a `ReadableStream`), so the core's upstream
+ * client is unchanged; the difference is cost. Node 20's fetch runs the whole Fetch algorithm per call (Request
+ * and Headers objects, fetch params, timing info, a body tee for any clone) and was the largest item in the
+ * binary's `--cpu-prof`; through it the gateway reached 0.42× of going direct at 500 concurrent 0 ms streams,
+ * against 0.98× for the same pass-through on `Agent.request` (bench/RESULTS.md, same machine and run).
+ *
+ * What it does not do is what the gateway never asks for: following redirects (`redirect: 'follow'`, the
+ * default of fetch, and any input that is a `Request` or a streaming body are handed to the global fetch instead,
+ * so this stays a correct fetch), caches, cookies, CORS. `redirect: 'error'` behaves as in fetch: a 3xx with a
+ * Location header is a network error (a TypeError, the response body discarded).
+ *
+ * Timeouts: undici's own headers and body timeouts (300 s by default) are off; the gateway has a queue timeout
+ * until the headers and a per-read idle timeout after, which are the ones its users configure.
+ * @module
+ */
+import { Agent } from 'undici'
+import type { Dispatcher } from 'undici'
+import { invalidOption, nonNegativeInteger, positiveInteger } from '../../core/validate.ts'
+
+export interface UpstreamFetchOptions {
+  /** Connections per upstream origin. Default: unlimited (the gateway's permits are the limit). */
+  connections?: number
+  /** How long an idle keep-alive connection stays open. Default 4000 ms (undici's). */
+  keepAliveTimeoutMs?: number
+  /** TCP (and TLS) connect timeout. Default 10000 ms. */
+  connectTimeoutMs?: number
+}
+
+/** A fetch-compatible function with the connection pool it owns. */
+export interface UpstreamFetch {
+  (input: string | URL | Request, init?: RequestInit): Promise<Response>
+  /** Closes the idle connections and waits for those in use to finish. */
+  close(): Promise<void>
+}
+
+// Fetch "redirect status" and "null body status" (https://fetch.spec.whatwg.org/#statuses).
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
+const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304])
+
+export function createUpstreamFetch(options: UpstreamFetchOptions = {}): UpstreamFetch {
+  if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options)
+  const connections = options.connections === undefined ? null : positiveInteger('connections', options.connections)
+  const keepAliveTimeout = nonNegativeInteger('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? 4_000)
+  const connectTimeout = nonNegativeInteger('connectTimeoutMs', options.connectTimeoutMs ?? 10_000)
+  const agent = new Agent({ connections, keepAliveTimeout, connect: { timeout: connectTimeout }, headersTimeout: 0, bodyTimeout: 0 })
+
+  const upstreamFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
+    const { redirect = 'follow', body = null } = init
+    const plainBody = body === null || typeof body === 'string' || body instanceof Uint8Array || body instanceof ArrayBuffer
+    if (input instanceof Request || redirect === 'follow' || !plainBody) return globalThis.fetch(input, init)
+    return request(agent, new URL(input), init, body as string | Uint8Array | ArrayBuffer | null)
+  }
+  return Object.assign(upstreamFetch, { close: () => agent.close() })
+}
+
+async function request(
+  agent: Agent,
+  url: URL,
+  init: RequestInit,
+  body: string | Uint8Array | ArrayBuffer | null,
+): Promise<Response> {
+  const signal = init.signal ?? undefined
+  signal?.throwIfAborted()
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new TypeError('fetch failed', { cause: new Error(`unsupported protocol ${url.protocol}`) })
+  }
+  const method = (init.method ?? 'GET').toUpperCase()
+  let data: Dispatcher.ResponseData
+  try {
+    data = await agent.request({
+      origin: url.origin,
+      path: url.pathname + url.search,
+      method: method as Dispatcher.HttpMethod,
+      headers: headerList(init.headers),
+      body: body instanceof ArrayBuffer ? new Uint8Array(body) : body,
+      ...(signal ? { signal } : {}),
+    })
+  } catch (error) {
+    // As fetch: an abort rejects with the signal's reason, anything else is a TypeError with the cause.
+    if (signal?.aborted) throw signal.reason
+    throw new TypeError('fetch failed', { cause: error })
+  }
+  const { statusCode: status, headers: rawHeaders, body: source } = data
+  // A destroyed body emits 'error'; the web stream's reads see it through the iterator, this only keeps an error
+  // nobody waits for (a body discarded below, or cancelled between reads) from becoming an uncaught exception.
+  source.on('error', noop)
+  const headers = new Headers()
+  for (const [name, value] of Object.entries(rawHeaders)) {
+    if (Array.isArray(value)) for (const item of value) headers.append(name, item)
+    else if (value !== undefined) headers.append(name, value)
+  }
+  if (init.redirect === 'error' && REDIRECT_STATUSES.has(status) && headers.has('location')) {
+    source.destroy()
+    throw new TypeError('fetch failed', { cause: new Error(`unexpected redirect (${status}) with redirect: 'error'`) })
+  }
+  if (status < 200 || status > 599) {
+    source.destroy()
+    throw new TypeError('fetch failed', { cause: new Error(`the upstream answered with status ${status}`) })
+  }
+  if (NULL_BODY_STATUSES.has(status) || method === 'HEAD') {
+    source.dump().catch(noop)
+    return new Response(null, { status, headers })
+  }
+  return new Response(webBody(source), { status, headers })
+}
+
+/**
+ * undici's body (a Node Readable) as a pull-based web stream: read only when the consumer pulls (highWaterMark
+ * 0), so backpressure reaches undici's own buffer and then TCP. Cancelling destroys the body, which makes undici
+ * destroy the socket at once (the upstream sees its connection close); a signal abort errors the body with the
+ * signal's reason, which the read rejects with.
+ */
+function webBody(source: Dispatcher.ResponseData['body']): ReadableStream<Uint8Array> {
+  const chunks = source[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const { done, value } = await chunks.next()
+        if (done) controller.close()
+        else controller.enqueue(value)
+      },
+      cancel(reason) {
+        source.destroy(reason instanceof Error ? reason : undefined)
+      },
+    },
+    { highWaterMark: 0 },
+  )
+}
+
+function headerList(headers: HeadersInit | undefined): Record<string, string> | string[] | undefined {
+  if (headers === undefined) return undefined
+  if (headers instanceof Headers) {
+    const list: string[] = []
+    headers.forEach((value, name) => list.push(name, value))
+    return list
+  }
+  if (Array.isArray(headers)) return headers.flat()
+  return headers as Record<string, string>
+}
+
+function noop(): void {}
