@@ -68,6 +68,25 @@ async function runThrough(chunks: Uint8Array[]): Promise<{ events: string[]; cle
   return { events, clean }
 }
 
+/** Everything the client receives, as text (the stream must end cleanly). */
+async function forwardedText(chunks: Uint8Array[]): Promise<string> {
+  let index = 0
+  const fetchBody: typeof fetch = async () =>
+    new Response(
+      new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const next = chunks[index++]
+          if (next) controller.enqueue(next)
+          else controller.close()
+        },
+      }),
+      { headers: { 'content-type': 'text/event-stream' } },
+    )
+  const client = createUpstreamClient({ semaphore, fetch: fetchBody, retry: { maxAttempts: 1 }, telemetry: createStreamTelemetry() })
+  const response = await client.stream({ url: 'http://upstream.test/v1/chat/completions', body: '{}' })
+  return response.text()
+}
+
 const texts = fc.array(fc.string({ unit: 'grapheme', maxLength: 12 }), { minLength: 1, maxLength: 12 })
 const lineEnd = fc.constantFrom('\n', '\r\n', '\r')
 const cuts = fc.array(fc.nat(4_000), { maxLength: 25 })
@@ -91,6 +110,39 @@ describe('SSE path fuzzing', () => {
         expect(events).toEqual([...data, '[DONE]'])
       }),
       { numRuns: 150 },
+    )
+  })
+
+  test('[DONE]: the bytes up to the end of its event go out exactly, and nothing after it', async () => {
+    // Segments around [DONE]: events, comments, id/retry-only blocks, a `data` line among other fields; and
+    // after [DONE] whatever the upstream sends (comments, more events) is never forwarded.
+    const segment = fc.oneof(
+      fc.constant(':keep-alive'),
+      fc.constant('id: 7'),
+      fc.constant('retry: 10\nid: 8'),
+      fc.string({ unit: 'grapheme', maxLength: 8 }).map((text) => `data: ${chunkEvent(0, text)}`),
+      fc.string({ unit: 'grapheme', maxLength: 8 }).map((text) => `event: x\ndata: ${chunkEvent(1, text)}\nid: 9`),
+    )
+    const doneSegment = fc.constantFrom('data: [DONE]', 'data:[DONE]', 'id: 3\ndata: [DONE]', ': c\ndata: [DONE]')
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(segment, { maxLength: 6 }),
+        doneSegment,
+        fc.array(segment, { maxLength: 4 }),
+        lineEnd,
+        cuts,
+        async (before, done, after, eol, cutAt) => {
+          const text = (lines: string) => `${lines.replaceAll('\n', eol)}${eol}${eol}`
+          const head = [...before, done].map(text).join('')
+          const body = encoder.encode(head + after.map(text).join(''))
+          const forwarded = await forwardedText(split(body, cutAt))
+          // A cut between the last CR and LF of a CRLF stream: the CR already ended [DONE]'s event (a lone CR is a
+          // line end, WHATWG SSE), so the stream ends there and the LF is not waited for.
+          const cutInLastCrlf = eol === '\r\n' && forwarded === head.slice(0, -1)
+          if (!cutInLastCrlf) expect(forwarded).toBe(head)
+        },
+      ),
+      { numRuns: 200 },
     )
   })
 

@@ -215,7 +215,8 @@ class SseForwarder {
     for (let index = 0; index < this.#parsed.length; index++) {
       const event = this.#parsed[index]!
       if (event.data === '[DONE]') {
-        return { forwardEnd: segmentOf(region, index).end, dataEvents, done: true, failure: undefined, edits }
+        const end = index === this.#parsed.length - 1 ? lastEventEnd(region) : undefined
+        return { forwardEnd: end ?? segmentOf(region, index).end, dataEvents, done: true, failure: undefined, edits }
       }
       let failure: unknown
       let data: unknown
@@ -374,6 +375,44 @@ function segmentOf(region: EventRegion, index: number): { start: number; end: nu
     start = end
   }
   return { start, end: region.bytes.length }
+}
+
+const LF = 0x0a
+const CR = 0x0d
+const COLON = 0x3a
+
+/**
+ * Where the region's last event ends, without re-parsing: the end of the last segment with a `data` line (a
+ * segment dispatches an event exactly when it has one; comment-only or id/retry-only segments do not). For the
+ * usual `[DONE]`, the last event of its chunk, this replaces `segmentOf`'s second parse of the whole chunk (1.8%
+ * of the binary's CPU at 500 concurrent 0 ms streams, --cpu-prof). Undefined when no segment has a plain `data`
+ * line (e.g. one behind a BOM): the caller falls back to `segmentOf`.
+ */
+function lastEventEnd(region: EventRegion): number | undefined {
+  const { bytes, ends } = region
+  for (let segment = ends.length - 1; segment >= 0; segment--) {
+    const start = segment === 0 ? 0 : ends[segment - 1]!
+    if (hasDataLine(bytes, start, ends[segment]!)) return ends[segment]
+  }
+  return undefined
+}
+
+/** Whether a line of `bytes[start, end)` is a `data` field: `data` then `:`, a line end, or the end. */
+function hasDataLine(bytes: Uint8Array, start: number, end: number): boolean {
+  let line = start
+  while (line < end) {
+    if (
+      line + 4 <= end && bytes[line] === 0x64 && bytes[line + 1] === 0x61 && bytes[line + 2] === 0x74 &&
+      bytes[line + 3] === 0x61
+    ) {
+      const next = line + 4 === end ? LF : bytes[line + 4]
+      if (next === COLON || next === LF || next === CR) return true
+    }
+    while (line < end && bytes[line] !== LF && bytes[line] !== CR) line++
+    if (line < end && bytes[line] === CR && bytes[line + 1] === LF) line++
+    line++
+  }
+  return false
 }
 
 function readerOf(connection: Connection): ReadableStreamDefaultReader<Uint8Array> {
