@@ -42,6 +42,14 @@ export const TARGETS: readonly Target[] = [
     command: (upstream) => [process.execPath, 'adapters/node/bin.js', '--upstream', upstream, ...SLUICE_FLAGS],
   },
   {
+    name: 'sluice-fetch',
+    description: 'sluice binary on Node, in-process, calling the upstream with the global fetch (--upstream-client fetch)',
+    requires: SLUICE_NODE,
+    command: (upstream) => [
+      process.execPath, 'adapters/node/bin.js', '--upstream', upstream, ...SLUICE_FLAGS, '--upstream-client', 'fetch',
+    ],
+  },
+  {
     name: 'sluice-workers',
     description: 'sluice binary on Node, upstream streams in 2 worker threads',
     requires: SLUICE_NODE,
