@@ -22,7 +22,7 @@ import { invalidOption, nonNegativeInteger, positiveInteger } from '../../core/v
 export interface UpstreamFetchOptions {
   /** Connections per upstream origin. Default: unlimited (the gateway's permits are the limit). */
   connections?: number
-  /** How long an idle keep-alive connection stays open. Default 4000 ms (undici's). */
+  /** How long an idle keep-alive connection stays open, > 0 (undici has no 0). Default 4000 ms (undici's). */
   keepAliveTimeoutMs?: number
   /** TCP (and TLS) connect timeout. Default 10000 ms. */
   connectTimeoutMs?: number
@@ -42,7 +42,9 @@ const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304])
 export function createUpstreamFetch(options: UpstreamFetchOptions = {}): UpstreamFetch {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options)
   const connections = options.connections === undefined ? null : positiveInteger('connections', options.connections)
-  const keepAliveTimeout = nonNegativeInteger('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? 4_000)
+  // Positive, not non-negative: undici rejects a keepAliveTimeout of 0, but only when its pool makes the first
+  // connection, so 0 passed here would turn every later request into a 'fetch failed'.
+  const keepAliveTimeout = positiveInteger('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? 4_000)
   const connectTimeout = nonNegativeInteger('connectTimeoutMs', options.connectTimeoutMs ?? 10_000)
   const agent = new Agent({ connections, keepAliveTimeout, connect: { timeout: connectTimeout }, headersTimeout: 0, bodyTimeout: 0 })
 
