@@ -24,7 +24,7 @@ export interface UpstreamFetchOptions {
   connections?: number
   /** How long an idle keep-alive connection stays open, > 0 (undici has no 0). Default 4000 ms (undici's). */
   keepAliveTimeoutMs?: number
-  /** TCP (and TLS) connect timeout. Default 10000 ms. */
+  /** TCP (and TLS) connect timeout; 0: none (undici's meaning). Default 10000 ms. */
   connectTimeoutMs?: number
 }
 
@@ -46,7 +46,13 @@ export function createUpstreamFetch(options: UpstreamFetchOptions = {}): Upstrea
   // connection, so 0 passed here would turn every later request into a 'fetch failed'.
   const keepAliveTimeout = positiveInteger('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? 4_000)
   const connectTimeout = nonNegativeInteger('connectTimeoutMs', options.connectTimeoutMs ?? 10_000)
-  const agent = new Agent({ connections, keepAliveTimeout, connect: { timeout: connectTimeout }, headersTimeout: 0, bodyTimeout: 0 })
+  const agent = new Agent({
+    connections,
+    keepAliveTimeout,
+    connect: { timeout: connectTimeout },
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  })
 
   const upstreamFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const { redirect = 'follow', body = null } = init
@@ -84,6 +90,8 @@ async function request(
     if (signal?.aborted) throw signal.reason
     throw new TypeError('fetch failed', { cause: error })
   }
+  // No statusText: a reason phrase Node's parser accepts may be one the Response constructor rejects, and nothing
+  // downstream shows it (the gateway answers with its own responses).
   const { statusCode: status, headers: rawHeaders, body: source } = data
   // A destroyed body emits 'error'; the web stream's reads see it through the iterator, this only keeps an error
   // nobody waits for (a body discarded below, or cancelled between reads) from becoming an uncaught exception.
