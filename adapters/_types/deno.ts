@@ -43,3 +43,21 @@ export interface DenoNamespace {
   readonly version: { readonly deno: string }
   serve(options: DenoServeConfig, handler: DenoServeHandler): DenoHttpServer
 }
+
+/** A TCP or TLS connection (`Deno.Conn` / `Deno.TlsConn`), as far as ./deno/upstream-fetch.ts uses it. */
+export interface DenoConn {
+  /** Resolves with the bytes read into `buffer`, or null at EOF. */
+  read(buffer: Uint8Array): Promise<number | null>
+  write(bytes: Uint8Array): Promise<number>
+  close(): void
+  setNoDelay?(noDelay?: boolean): void
+}
+
+/** The `Deno` networking calls ./deno/upstream-fetch.ts makes. https://docs.deno.com/api/deno/~/Deno.connect */
+export interface DenoNet {
+  readonly version: { readonly deno: string }
+  connect(options: { hostname: string; port: number; signal?: AbortSignal }): Promise<DenoConn>
+  connectTls(options: { hostname: string; port: number; alpnProtocols?: string[] }): Promise<DenoConn>
+  /** Lets the process exit while only this timer is pending. */
+  unrefTimer(id: number): void
+}
