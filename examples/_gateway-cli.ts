@@ -8,6 +8,7 @@ import { createAccessLog } from '../adapters/node/access-log.ts'
 import { CliUsageError, helpText, parseCli } from '../adapters/node/cli-options.ts'
 import { createGatewayFromConfig } from '../core/gateway/from-config.ts'
 import type { Serve } from '../core/server.ts'
+import type { CliConfig } from '../adapters/node/cli-options.ts'
 
 export interface GatewayHost {
   /** Shown in the banner, e.g. `Bun 1.4.5`. */
@@ -15,6 +16,11 @@ export interface GatewayHost {
   argv: readonly string[]
   env: Record<string, string | undefined>
   serve: Serve
+  /**
+   * The runtime's own fetch for a real upstream (examples/deno-gateway.ts: adapters/deno/upstream-fetch.ts);
+   * undefined: the global fetch. Not called for the embedded demo model.
+   */
+  upstreamFetch?: (config: CliConfig) => typeof fetch | undefined
   onSignal(signal: 'SIGTERM' | 'SIGINT', listener: () => void): void
   exit(code: number): void
 }
@@ -35,7 +41,11 @@ export async function runGateway(host: GatewayHost): Promise<void> {
   if (command.kind === 'version') return console.log(`sluice (${host.runtime})`)
   const { config } = command
 
-  const { gateway, runner, telemetry, upstreamUrl, shutdown } = await createGatewayFromConfig(config)
+  const upstreamFetch = config.upstream ? host.upstreamFetch?.(config) : undefined
+  const { gateway, runner, telemetry, upstreamUrl, shutdown } = await createGatewayFromConfig(
+    config,
+    upstreamFetch ? { fetch: upstreamFetch } : {},
+  )
   telemetry.events.on('event', createAccessLog((line) => console.log(line)))
   const server = host.serve(gateway.fetch, { port: config.port, hostname: config.host })
   const { url } = await server.ready()
