@@ -5,10 +5,9 @@
  * second signal exits at once). Runtime-free: the runtime comes in as a `GatewayHost`.
  */
 import { createAccessLog } from '../adapters/node/access-log.ts'
-import { CliUsageError, helpText, parseCli } from '../adapters/node/cli-options.ts'
+import { CliUsageError, type CliConfig, helpText, parseCli } from '../adapters/node/cli-options.ts'
 import { createGatewayFromConfig } from '../core/gateway/from-config.ts'
 import type { Serve } from '../core/server.ts'
-import type { CliConfig } from '../adapters/node/cli-options.ts'
 
 export interface GatewayHost {
   /** Shown in the banner, e.g. `Bun 1.4.5`. */
