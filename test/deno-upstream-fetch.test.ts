@@ -2,8 +2,13 @@
 // deno-upstream-fetch.ts), against the test upstream for streams, cancellation, aborts and cuts, and a raw
 // node:net server here for what the test upstream cannot send (redirects, 204, HEAD, 103, gzip, a response
 // without framing, repeated headers, a keep-alive connection the server drops while it is idle).
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { runScenario } from './_runtimes.ts'
@@ -37,6 +42,7 @@ interface Verdict {
   followed: string
   stale: string[]
   refused: Outcome
+  tls?: string[]
 }
 
 const ok = (body: string, extra = ''): string =>
@@ -98,12 +104,47 @@ function startRawServer(): Promise<{ server: Server; origin: string; connections
   })
 }
 
+/**
+ * An https server with a throwaway certificate for 127.0.0.1 (made by openssl, when there is one), streaming a
+ * chunked body in three writes. A CA and a leaf it signs: rustls (Deno's TLS) rejects a self-signed CA
+ * certificate used as the server's own (CaUsedAsEndEntity).
+ */
+async function startHttpsServer(): Promise<{ server: HttpsServer; origin: string; ca: string } | undefined> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-tls-'))
+  const at = (name: string): string => join(dir, name)
+  const openssl = (...args: string[]): boolean => spawnSync('openssl', args).status === 0
+  try {
+    writeFileSync(at('leaf.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n')
+    const made = openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=sluice-test-ca',
+      '-keyout', at('ca.key'), '-out', at('ca.pem')) &&
+      openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', at('leaf.key'),
+        '-out', at('leaf.csr')) &&
+      openssl('x509', '-req', '-in', at('leaf.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial',
+        '-days', '1', '-extfile', at('leaf.ext'), '-out', at('leaf.pem'))
+    if (!made) return undefined
+    const tls = { cert: readFileSync(at('leaf.pem')), key: readFileSync(at('leaf.key')) }
+    const server = createHttpsServer(tls, (_request, response) => {
+      response.writeHead(200, { 'content-type': 'text/event-stream' })
+      response.write('data: 1\n\n')
+      setTimeout(() => response.write('data: 2\n\n'), 5)
+      setTimeout(() => response.end('data: [DONE]\n\n'), 10)
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const ca = readFileSync(at('ca.pem'), 'utf8')
+    return { server, origin: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, ca }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 let upstream: TestUpstream
 let raw: Awaited<ReturnType<typeof startRawServer>>
+let https: Awaited<ReturnType<typeof startHttpsServer>>
 let deadOrigin: string
 beforeAll(async () => {
   upstream = await startUpstream()
   raw = await startRawServer()
+  https = await startHttpsServer()
   // A port nobody listens on: bind one, note it, close it.
   const dead = createServer()
   await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve))
@@ -113,11 +154,13 @@ beforeAll(async () => {
 afterAll(async () => {
   await upstream?.close()
   raw?.server.close()
+  https?.server.close()
 })
 
 test('deno: streams, reuses connections, cancels and aborts at once, frames and decodes like fetch', async () => {
   const { verdict, stderr } = await runScenario<Verdict>('deno', 'test/scenarios/deno-upstream-fetch.ts', {
-    args: [upstream.url, raw.origin, deadOrigin],
+    args: [upstream.url, raw.origin, deadOrigin, ...(https ? [https.origin] : [])],
+    env: https ? { SLUICE_TEST_CA: https.ca } : {},
   })
   expect(verdict.error, stderr).toBeUndefined()
 
@@ -156,4 +199,7 @@ test('deno: streams, reuses connections, cancels and aborts at once, frames and 
   // Keep-alive: every bodiless call on one connection, except the close-delimited one, the one dropped after its
   // response, the fresh one after it, and the global fetch's (redirect: 'follow').
   expect(raw.connections()).toBeLessThanOrEqual(5)
+  // https (skipped where no openssl made a certificate).
+  const sse = 'data: 1\n\ndata: 2\n\ndata: [DONE]\n\n'
+  if (https) expect(verdict.tls).toEqual([sse, sse])
 })

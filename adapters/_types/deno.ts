@@ -53,11 +53,19 @@ export interface DenoConn {
   setNoDelay?(noDelay?: boolean): void
 }
 
+export interface DenoConnectTlsOptions {
+  hostname: string
+  port: number
+  alpnProtocols?: string[]
+  /** PEM certificates trusted besides the default roots. */
+  caCerts?: string[]
+}
+
 /** The `Deno` networking calls ./deno/upstream-fetch.ts makes. https://docs.deno.com/api/deno/~/Deno.connect */
 export interface DenoNet {
   readonly version: { readonly deno: string }
   connect(options: { hostname: string; port: number; signal?: AbortSignal }): Promise<DenoConn>
-  connectTls(options: { hostname: string; port: number; alpnProtocols?: string[] }): Promise<DenoConn>
+  connectTls(options: DenoConnectTlsOptions): Promise<DenoConn>
   /** Lets the process exit while only this timer is pending. */
   unrefTimer(id: number): void
 }

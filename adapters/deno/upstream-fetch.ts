@@ -37,6 +37,8 @@ export interface UpstreamFetchOptions {
   connectTimeoutMs?: number
   /** Idle connections kept per origin. Default 1024. */
   maxIdlePerOrigin?: number
+  /** PEM certificates trusted for https upstreams besides the default roots (as `Deno.createHttpClient`'s). */
+  caCerts?: string[]
 }
 
 /** A fetch-compatible function with the connection pool it owns. */
@@ -70,6 +72,7 @@ export function createUpstreamFetch(options: UpstreamFetchOptions = {}): Upstrea
     keepAliveTimeoutMs: positiveInteger('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? 4_000),
     connectTimeoutMs: positiveInteger('connectTimeoutMs', options.connectTimeoutMs ?? 10_000),
     maxIdlePerOrigin: positiveInteger('maxIdlePerOrigin', options.maxIdlePerOrigin ?? 1024),
+    caCerts: caCertsOption(options.caCerts),
   })
   const userAgent = `Deno/${deno.version.deno}`
 
@@ -344,6 +347,7 @@ interface PoolSettings {
   keepAliveTimeoutMs: number
   connectTimeoutMs: number
   maxIdlePerOrigin: number
+  caCerts: string[] | undefined
 }
 
 class ConnectionPool {
@@ -374,8 +378,9 @@ class ConnectionPool {
     const hostname = url.hostname
     const tls = url.protocol === 'https:'
     const port = Number(url.port || (tls ? 443 : 80))
+    const { caCerts } = this.#settings
     const connecting = tls
-      ? this.#deno.connectTls({ hostname, port, alpnProtocols: ['http/1.1'] })
+      ? this.#deno.connectTls({ hostname, port, alpnProtocols: ['http/1.1'], ...(caCerts ? { caCerts } : {}) })
       : this.#deno.connect({ hostname, port })
     let timer: ReturnType<typeof setTimeout> | undefined
     let stop: (() => void) | undefined
@@ -425,6 +430,14 @@ class ConnectionPool {
 }
 
 class StaleConnection extends Error {}
+
+function caCertsOption(value: unknown): string[] | undefined {
+  if (value === undefined) return undefined
+  if (!Array.isArray(value) || !value.every((cert) => typeof cert === 'string')) {
+    invalidOption('caCerts', 'an array of PEM strings', value)
+  }
+  return value
+}
 
 /** The idle time for a connection whose response had `head`: ours, or less than the server's Keep-Alive. */
 function keepAliveMs(head: ResponseHead, ownMs: number): number {

@@ -1,11 +1,12 @@
 // The Deno upstream fetch (adapters/deno/upstream-fetch.ts) on Deno, against servers the test runs in Node.
 // Usage: deno run -A deno-upstream-fetch.ts <test upstream base url incl. /v1> <raw server origin> <dead origin>
+//   [<https origin>] (its certificate's PEM in SLUICE_TEST_CA)
 // Reports what each call saw (and sharedNow() cancel times); test/deno-upstream-fetch.test.ts judges it.
 import { createUpstreamFetch } from '../../adapters/deno/upstream-fetch.ts'
 import { sharedNow } from '../../core/clock.ts'
 import { runMain } from './_verdict.ts'
 
-const [upstreamUrl, rawOrigin, deadOrigin] = process.argv.slice(2) as [string, string, string]
+const [upstreamUrl, rawOrigin, deadOrigin, httpsOrigin] = process.argv.slice(2) as [string, string, string, string?]
 
 const chat = (model: string, init: RequestInit = {}): RequestInit => ({
   method: 'POST',
@@ -100,5 +101,15 @@ await runMain(async () => {
     refused: await outcome(() => upstreamFetch(`${deadOrigin}/x`, { redirect: 'error' })),
   }
   await upstreamFetch.close()
+  if (httpsOrigin !== undefined) {
+    // Over TLS, twice: the second on the kept-alive connection.
+    const tlsFetch = createUpstreamFetch({ caCerts: [process.env.SLUICE_TEST_CA ?? ''] })
+    const tls = []
+    for (let round = 0; round < 2; round++) {
+      tls.push(await (await tlsFetch(`${httpsOrigin}/sse`, { redirect: 'error' })).text())
+    }
+    await tlsFetch.close()
+    return { ...result, tls }
+  }
   return result
 })
