@@ -26,6 +26,7 @@
  * @module
  */
 import type { DenoConn, DenoNet } from '../_types/deno.ts'
+import { NULL_BODY_STATUSES, REDIRECT_STATUSES } from '../_fetch-statuses.ts'
 import { invalidOption, positiveInteger } from '../../core/validate.ts'
 import { bodyDecoder, type BodyDecoder, headerValues, Http1ParseError, parseResponseHead } from './http1-parser.ts'
 import type { ResponseHead } from './http1-parser.ts'
@@ -48,9 +49,6 @@ export interface UpstreamFetch {
   close(): Promise<void>
 }
 
-// Fetch "redirect status" and "null body status" (https://fetch.spec.whatwg.org/#statuses).
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
-const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304])
 /**
  * Per connection, reused for every read: a read returns at most this much. 16 KiB holds a whole 52-event bench
  * stream (13 KiB per read at c500-d0); 8–64 KiB made no difference to throughput there, and a connection held by a

@@ -59,7 +59,7 @@ const FLAGS = {
   'gateway-keys': [undefined, 'k1,k2  require Authorization: Bearer <key> from this set'],
   'drain-timeout': ['30s', 'D  on SIGTERM/SIGINT, how long active streams may finish'],
   transform: [undefined, 'PATH  module run for every upstream event (rewrite/redact/count); Node needs .js/.mjs'],
-  'upstream-client': ['undici', 'undici|fetch  Node binary: undici dispatcher (fast) or the global fetch'],
+  'upstream-client': ['undici', 'undici|fetch  upstream client: undici dispatcher on Node, own HTTP/1.1 on Deno; or the global fetch'],
 } as const satisfies Record<string, readonly [string | undefined, string]>
 
 type FlagName = keyof typeof FLAGS

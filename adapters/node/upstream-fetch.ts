@@ -17,6 +17,7 @@
  */
 import { Agent } from 'undici'
 import type { Dispatcher } from 'undici'
+import { NULL_BODY_STATUSES, REDIRECT_STATUSES } from '../_fetch-statuses.ts'
 import { invalidOption, nonNegativeInteger, positiveInteger } from '../../core/validate.ts'
 
 export interface UpstreamFetchOptions {
@@ -35,9 +36,6 @@ export interface UpstreamFetch {
   close(): Promise<void>
 }
 
-// Fetch "redirect status" and "null body status" (https://fetch.spec.whatwg.org/#statuses).
-const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308])
-const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304])
 
 export function createUpstreamFetch(options: UpstreamFetchOptions = {}): UpstreamFetch {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options)
