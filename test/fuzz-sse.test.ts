@@ -32,7 +32,8 @@ function split(bytes: Uint8Array, cuts: number[]): Uint8Array[] {
   return chunks
 }
 
-async function runThrough(chunks: Uint8Array[]): Promise<{ events: string[]; clean: boolean }> {
+/** A streaming call whose upstream sends `chunks` as they are (one read each). */
+async function streamThrough(chunks: Uint8Array[]): Promise<Response> {
   let index = 0
   const fetchBody: typeof fetch = async () =>
     new Response(
@@ -46,7 +47,11 @@ async function runThrough(chunks: Uint8Array[]): Promise<{ events: string[]; cle
       { headers: { 'content-type': 'text/event-stream' } },
     )
   const client = createUpstreamClient({ semaphore, fetch: fetchBody, retry: { maxAttempts: 1 }, telemetry: createStreamTelemetry() })
-  const response = await client.stream({ url: 'http://upstream.test/v1/chat/completions', body: '{}' })
+  return client.stream({ url: 'http://upstream.test/v1/chat/completions', body: '{}' })
+}
+
+async function runThrough(chunks: Uint8Array[]): Promise<{ events: string[]; clean: boolean }> {
+  const response = await streamThrough(chunks)
   const events: string[] = []
   const parser = createParser({ onEvent: (event) => events.push(event.data) })
   const reader = response.body!.getReader()
@@ -70,21 +75,7 @@ async function runThrough(chunks: Uint8Array[]): Promise<{ events: string[]; cle
 
 /** Everything the client receives, as text (the stream must end cleanly). */
 async function forwardedText(chunks: Uint8Array[]): Promise<string> {
-  let index = 0
-  const fetchBody: typeof fetch = async () =>
-    new Response(
-      new ReadableStream<Uint8Array>({
-        pull(controller) {
-          const next = chunks[index++]
-          if (next) controller.enqueue(next)
-          else controller.close()
-        },
-      }),
-      { headers: { 'content-type': 'text/event-stream' } },
-    )
-  const client = createUpstreamClient({ semaphore, fetch: fetchBody, retry: { maxAttempts: 1 }, telemetry: createStreamTelemetry() })
-  const response = await client.stream({ url: 'http://upstream.test/v1/chat/completions', body: '{}' })
-  return response.text()
+  return (await streamThrough(chunks)).text()
 }
 
 const texts = fc.array(fc.string({ unit: 'grapheme', maxLength: 12 }), { minLength: 1, maxLength: 12 })

@@ -27,6 +27,7 @@
  */
 import type { DenoConn, DenoNet } from '../_types/deno.ts'
 import { NULL_BODY_STATUSES, REDIRECT_STATUSES } from '../_fetch-statuses.ts'
+import { concatBytes } from '../../core/bytes.ts'
 import { invalidOption, positiveInteger } from '../../core/validate.ts'
 import { bodyDecoder, type BodyDecoder, headerValues, Http1ParseError, parseResponseHead } from './http1-parser.ts'
 import type { ResponseHead } from './http1-parser.ts'
@@ -470,14 +471,7 @@ function copy(parts: Uint8Array[]): Uint8Array | undefined {
   if (parts.length === 1 && parts[0]!.byteLength > 0) return parts[0]!.slice()
   let length = 0
   for (const part of parts) length += part.byteLength
-  if (length === 0) return undefined
-  const joined = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    joined.set(part, offset)
-    offset += part.byteLength
-  }
-  return joined
+  return length === 0 ? undefined : concatBytes(parts, length)
 }
 
 function fetchFailed(cause: unknown): TypeError {

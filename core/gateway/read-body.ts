@@ -4,6 +4,7 @@
  * cancelled). Decodes as strict UTF-8 (invalid bytes → 400, never U+FFFD-replaced into the upstream request).
  * @module
  */
+import { concatBytes } from '../bytes.ts'
 import { HttpError } from './http-error.ts'
 
 export async function readBodyText(request: Request, limitBytes: number): Promise<string> {
@@ -30,7 +31,7 @@ export async function readBodyText(request: Request, limitBytes: number): Promis
   } finally {
     reader.releaseLock()
   }
-  const bytes = parts.length === 1 ? parts[0]! : concat(parts, received)
+  const bytes = parts.length === 1 ? parts[0]! : concatBytes(parts, received)
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes)
   } catch {
@@ -40,14 +41,4 @@ export async function readBodyText(request: Request, limitBytes: number): Promis
 
 function tooLarge(limitBytes: number): HttpError {
   return new HttpError(413, 'body_too_large', `Request body exceeds the limit of ${limitBytes} bytes`)
-}
-
-function concat(parts: Uint8Array[], length: number): Uint8Array {
-  const out = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
 }

@@ -11,6 +11,7 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import { type EventRegion, parserInput } from './event-boundary.ts'
 import type { EventEdit } from './transform.ts'
+import { concatBytes } from '../bytes.ts'
 
 const encoder = new TextEncoder()
 
@@ -45,13 +46,7 @@ export function rewriteRegion(
     parts.push(part)
     length += part.length
   }
-  const bytes = new Uint8Array(length)
-  let offset = 0
-  for (const part of parts) {
-    bytes.set(part, offset)
-    offset += part.length
-  }
-  return bytes
+  return concatBytes(parts, length)
 }
 
 /** One SSE event with `data` (split into `data:` lines) and the original's `event:`/`id:` fields. */
