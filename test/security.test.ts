@@ -55,7 +55,17 @@ describe('a hostile upstream echoes the Authorization header it receives', () =>
       req.on('data', (chunk: Buffer) => (text += chunk))
       req.on('end', () => {
         const auth = req.headers.authorization ?? ''
-        const status = Number((JSON.parse(text) as { model: string }).model)
+        const model = (JSON.parse(text) as { model: string }).model
+        if (model === 'mid-stream') {
+          // A 200 stream that fails with an OpenAI error event quoting the key (split over two writes).
+          res.writeHead(200, { 'content-type': 'text/event-stream' })
+          res.write('data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n')
+          const event = `data: ${JSON.stringify({ error: { message: `Incorrect API key provided: ${auth}`, type: 'x' } })}\n\n`
+          res.write(event.slice(0, 40))
+          res.end(event.slice(40))
+          return
+        }
+        const status = Number(model)
         const body = JSON.stringify({
           error: { message: `Incorrect API key provided: ${auth}`, type: 'x', code: 'echo' },
         })
@@ -89,6 +99,21 @@ describe('a hostile upstream echoes the Authorization header it receives', () =>
       expect(text).toContain('[redacted]')
     },
   )
+
+  test('an upstream error event mid-stream that quotes the key reaches the client redacted, still the last event', async () => {
+    const response = await fetch(`${echoing.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'mid-stream', stream: true, messages: [{ role: 'user', content: 'x' }] }),
+    })
+    expect(response.status).toBe(200)
+    const text = await response.text()
+    expect(text).not.toContain(UPSTREAM_KEY)
+    const events = text.split('\n\n').filter((block) => block.startsWith('data: '))
+    expect(events).toHaveLength(2)
+    const last = JSON.parse(events[1]!.slice('data: '.length)) as { error: { message: string } }
+    expect(last.error.message).toBe('Incorrect API key provided: Bearer [redacted]')
+  })
 
   test('nothing the binary printed contains the key', () => {
     expect(echoing.lines.length).toBeGreaterThan(0)

@@ -107,6 +107,8 @@ class SseForwarder {
   #usage = new UsageCounter()
   /** This stream's transform: undefined until its first event, null when there is none. */
   #transform: StreamTransform | null | undefined
+  /** The bearer credential sent upstream, never to be echoed back to the client in an error event. */
+  readonly #secret: string | undefined
 
   constructor(init: ForwarderInit) {
     this.#attempts = init.attempts
@@ -115,6 +117,7 @@ class SseForwarder {
     this.#call = init.call
     this.#clientSignal = init.clientSignal
     this.#request = init.request
+    this.#secret = bearerToken(init.request.headers)
     this.#tracker.usage = this.#usage
     this.#connection = init.connection
     this.#reader = readerOf(init.connection)
@@ -243,6 +246,12 @@ class SseForwarder {
       if (isErrorEvent(data)) {
         // The upstream reported its own failure: its event is forwarded as the stream's one error event and the
         // stream ends there; its EOF without [DONE] that follows is the consequence, not a second failure.
+        // An upstream that echoes the credential it was sent (some quote the bad key) gets it redacted.
+        const secret = this.#secret
+        if (secret !== undefined && event.data.includes(secret)) {
+          edits ??= new Map()
+          edits.set(index, event.data.replaceAll(secret, '[redacted]'))
+        }
         const end = segmentOf(region, index).end
         return { forwardEnd: end, dataEvents: dataEvents + 1, done: false, failure: new UpstreamErrorEvent(), edits }
       }
@@ -357,6 +366,18 @@ class UpstreamErrorEvent extends SluiceError {
   constructor() {
     super('ERR_UPSTREAM', 'The upstream ended the stream with an error event')
   }
+}
+
+/** The token of an `Authorization: Bearer …` request header (any case), if long enough to be a secret. */
+function bearerToken(headers: Record<string, string> | undefined): string | undefined {
+  if (headers === undefined) return undefined
+  for (const name in headers) {
+    if (name.toLowerCase() !== 'authorization') continue
+    const token = /^bearer\s+(\S+)\s*$/i.exec(headers[name] ?? '')?.[1]
+    // A one- or two-character "key" would redact ordinary text; no real API key is that short.
+    return token !== undefined && token.length >= 8 ? token : undefined
+  }
+  return undefined
 }
 
 function isErrorEvent(data: unknown): boolean {
