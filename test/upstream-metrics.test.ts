@@ -118,6 +118,18 @@ describe('metrics', () => {
     expect(points(metrics, 'chunks_per_stream')).toHaveLength(0)
   })
 
+  test("a buffered call's end event carries the upstream's usage, a stream's too", async () => {
+    const client = harness.client()
+    await (await client.complete(harness.request({ id: 'u-buffered', chunks: 3 }, false))).text()
+    await readSse(await client.stream(harness.request({ id: 'u-stream', chunks: 4 })))
+    await client.idle()
+    const ends = client.log.filter((event) => event.type === 'end')
+    expect(ends.map((event) => [event.kind, event.type === 'end' ? event.usage : undefined])).toEqual([
+      ['buffered', { source: 'upstream', promptTokens: 3, completionTokens: 3, totalTokens: 6 }],
+      ['stream', { source: 'upstream', promptTokens: 3, completionTokens: 4, totalTokens: 7 }],
+    ])
+  })
+
   test('events are plain data: a bare sink can ship them (structured clone) to a telemetry elsewhere', async () => {
     // What a worker pool does: the client in the worker gets a sink, the main thread records the copies.
     const main = createStreamTelemetry({ meter: provider.getMeter('sluice') })

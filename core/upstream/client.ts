@@ -15,6 +15,7 @@ import { UpstreamMalformedError, UpstreamTimeoutError, UpstreamTruncatedError } 
 import { type ResolvedOptions, resolveOptions, type UpstreamClientOptions } from './options.ts'
 import { forwardSse, isEventStream } from './sse-forwarder.ts'
 import type { CallOptions, UpstreamRequest } from './types.ts'
+import { UsageCounter } from './usage.ts'
 
 export interface UpstreamClient {
   /**
@@ -134,6 +135,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
           const bytes = await connection.readBody()
           call.tracker.bytes += bytes.byteLength
           const { status, headers } = connection.response
+          call.tracker.usage = bufferedUsage(bytes, headers)
           connection.close()
           call.end('completed', status)
           return new Response(bytes, { status, headers: forwardedHeaders(headers) })
@@ -283,6 +285,28 @@ export function checkRequest(request: UpstreamRequest): void {
   if (request.body !== undefined && typeof request.body !== 'string') {
     invalidOption('request.body', 'a string', request.body)
   }
+}
+
+/** Above this a buffered body is not parsed for its usage (an API answer with usage is far smaller). */
+const USAGE_PARSE_LIMIT = 4 * 1024 * 1024
+
+/**
+ * The usage of a buffered answer: the upstream's own `usage` object of a JSON body (a chat completion), else
+ * none. Not counted from the content as for streams: without deltas there is nothing to count per token.
+ */
+function bufferedUsage(bytes: ArrayBuffer, headers: Headers): UsageCounter | undefined {
+  if (bytes.byteLength > USAGE_PARSE_LIMIT || !(headers.get('content-type') ?? '').includes('json')) return undefined
+  let json: unknown
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes))
+  } catch {
+    return undefined
+  }
+  const usage = (json as { usage?: { completion_tokens?: unknown } } | null)?.usage
+  if (typeof usage?.completion_tokens !== 'number') return undefined
+  const counter = new UsageCounter()
+  counter.observe(json)
+  return counter
 }
 
 function forwardedHeaders(upstream: Headers, contentType?: string): Headers {
