@@ -20,6 +20,8 @@ export interface GatewayHost {
    * undefined: the global fetch. Not called for the embedded demo model.
    */
   upstreamFetch?: (config: CliConfig) => typeof fetch | undefined
+  /** Where this runtime would not give the configuration what it asks for: printed to stderr at startup. */
+  warnings?: (config: CliConfig) => string[]
   onSignal(signal: 'SIGTERM' | 'SIGINT', listener: () => void): void
   exit(code: number): void
 }
@@ -52,6 +54,7 @@ export async function runGateway(host: GatewayHost): Promise<void> {
   console.log(`sluice gateway on ${host.runtime} listening on ${url}`)
   const upstream = config.upstream ? upstreamUrl : 'embedded demo model (pass --upstream URL for a real API)'
   console.log(`  upstream: ${upstream}`)
+  for (const warning of host.warnings?.(config) ?? []) console.error(`sluice: warning: ${warning}`)
 
   let stopping = false
   const stop = (signal: string): void => {

@@ -61,7 +61,9 @@ export const TARGETS: readonly Target[] = [
     name: 'sluice-bun',
     description: 'examples/bun-gateway.ts: the gateway on the Bun adapter',
     requires: ['examples/bun-gateway.ts', 'adapters/bun/mod.ts'],
+    // Bun's fetch runs 256 requests at once unless this is set at startup (examples/bun-gateway.ts says more).
     command: (upstream) => [
+      'env', 'BUN_CONFIG_MAX_HTTP_REQUESTS=4096',
       ...runtimeCommand('bun', 'examples/bun-gateway.ts'), '--upstream', upstream, ...SLUICE_FLAGS,
     ],
   },
