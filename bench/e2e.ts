@@ -11,6 +11,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
 import { join, relative } from 'node:path'
 import { parseArgs } from 'node:util'
+import { createRng } from '../test/chaos/rng.ts'
 import { runCell } from './e2e/cell.ts'
 import type { CellResult, CellSpec } from './e2e/cell.ts'
 import { ms, rate } from './e2e/format.ts'
@@ -68,18 +69,11 @@ function positive(name: string, value: string | undefined, fallback: number): nu
   return parsed
 }
 
-/** mulberry32: a seeded shuffle, so an odd result can be rerun in the same order. */
+/** A seeded shuffle (test/chaos/rng.ts), so an odd result can be rerun in the same order. */
 function shuffle<T>(items: T[], seed: number): T[] {
-  let state = seed >>> 0
-  const random = (): number => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32
-  }
+  const rng = createRng(seed)
   for (let i = items.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1))
+    const j = rng.int(0, i)
     ;[items[i], items[j]] = [items[j]!, items[i]!]
   }
   return items

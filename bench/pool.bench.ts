@@ -157,14 +157,15 @@ async function dispatch(upstream: Upstream, inProcess: ManagedStreamRunner, pool
   )
 }
 
-async function throughput(
+/** Events/s of each runner on the same streams (`chunks` events each), and each as a multiple of in-process. */
+async function compareRunners(
+  label: string,
   upstream: Upstream,
-  inProcess: ManagedStreamRunner,
-  pool: ManagedStreamRunner,
+  modes: Record<string, ManagedStreamRunner>,
+  chunks: number,
+  timeMs: number,
 ): Promise<void> {
-  const chunks = 1000
-  const modes = { 'in-process': inProcess, 'pool (2 workers)': pool }
-  const bench = new Bench({ name: 'throughput', time: 3000, warmupTime: 500 })
+  const bench = new Bench({ name: label, time: timeMs, warmupTime: 500 })
   for (const [name, made] of Object.entries(modes)) {
     await concurrent(made, upstream, chunks, true)
     bench.add(name, async () => void (await concurrent(made, upstream, chunks)))
@@ -174,36 +175,25 @@ async function throughput(
   const base = events / meanMs(bench, 'in-process')
   console.table(
     Object.keys(modes).map((name) => ({
-      'no transform': name,
+      [label]: name,
       'events/s': round((events / meanMs(bench, name)) * 1000),
       '× in-process': round(events / meanMs(bench, name) / base, 2),
     })),
   )
 }
 
-async function transformed(
+function throughput(upstream: Upstream, inProcess: ManagedStreamRunner, pool: ManagedStreamRunner): Promise<void> {
+  return compareRunners('no transform', upstream, { 'in-process': inProcess, 'pool (2 workers)': pool }, 1000, 3000)
+}
+
+function transformed(
   upstream: Upstream,
   inProcess: ManagedStreamRunner,
   one: ManagedStreamRunner,
   two: ManagedStreamRunner,
 ): Promise<void> {
-  const chunks = 250
   const modes = { 'in-process': inProcess, 'pool (1 worker)': one, 'pool (2 workers)': two }
-  const bench = new Bench({ name: 'busy transform', time: 4000, warmupTime: 500 })
-  for (const [name, made] of Object.entries(modes)) {
-    await concurrent(made, upstream, chunks, true)
-    bench.add(name, async () => void (await concurrent(made, upstream, chunks)))
-  }
-  await bench.run()
-  const events = STREAMS * (chunks + 2)
-  const base = events / meanMs(bench, 'in-process')
-  console.table(
-    Object.keys(modes).map((name) => ({
-      '50 µs/event transform': name,
-      'events/s': round((events / meanMs(bench, name)) * 1000),
-      '× in-process': round(events / meanMs(bench, name) / base, 2),
-    })),
-  )
+  return compareRunners('50 µs/event transform', upstream, modes, 250, 4000)
 }
 
 const isEntry = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]

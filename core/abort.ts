@@ -47,3 +47,16 @@ export function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => voi
 }
 
 function noop(): void {}
+
+/** Resolves when `promise` settles or after `ms`, whichever comes first (0: at once); never rejects. */
+export function settledWithin(promise: Promise<unknown>, ms: number): Promise<void> {
+  if (ms <= 0) return Promise.resolve()
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    const done = (): void => {
+      clearTimeout(timer)
+      resolve()
+    }
+    void promise.then(done, done)
+  })
+}

@@ -4,7 +4,7 @@
  */
 
 /** `parts` joined into one new array; `length` is their total when the caller already counted it. */
-export function concatBytes(parts: readonly Uint8Array[], length?: number): Uint8Array {
+export function concatBytes(parts: readonly Uint8Array[], length?: number): Uint8Array<ArrayBuffer> {
   let total = length
   if (total === undefined) {
     total = 0

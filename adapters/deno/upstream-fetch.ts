@@ -103,11 +103,7 @@ function serialize(method: string, url: URL, headers: Headers, body: Uint8Array 
     head += `content-length: ${body?.byteLength ?? 0}\r\n`
   }
   const bytes = encoder.encode(`${head}\r\n`)
-  if (body === null || body.byteLength === 0) return bytes
-  const all = new Uint8Array(bytes.byteLength + body.byteLength)
-  all.set(bytes)
-  all.set(body, bytes.byteLength)
-  return all
+  return body === null || body.byteLength === 0 ? bytes : concatBytes([bytes, body])
 }
 
 async function request(

@@ -4,25 +4,15 @@
  * Any invalid flag or value is a CliUsageError whose message is one line naming the flag and the value.
  */
 import { parseArgs } from 'node:util'
+import type { GatewayConfig } from '../../core/gateway/from-config.ts'
 import { parseByteSize, parseDuration, parseRate } from '../../core/units.ts'
 
-export interface CliConfig {
-  /** Base URL of the upstream including `/v1`; undefined → the embedded demo upstream. */
-  upstream: string | undefined
+/** The gateway's settings (GatewayConfig: upstream, limits, timeouts) plus what only the binary reads. */
+export interface CliConfig extends GatewayConfig {
   upstreamKeyEnv: string
-  /** The upstream key read from `upstreamKeyEnv` (never printed). */
-  upstreamKey: string | undefined
   host: string
   port: number
-  concurrency: number
-  streamWeight: number
-  bufferedWeight: number
-  rate: { rate: number; per: number } | undefined
-  queueTimeoutMs: number
-  idleTimeoutMs: number
-  retries: number
   workers: number
-  bodyLimitBytes: number
   gatewayKeys: string[]
   drainTimeoutMs: number
   /** A transform module (path or URL) run for every upstream event, in the workers or in-process. */

@@ -22,6 +22,7 @@ export const DEMO_UPSTREAM_URL = 'http://demo-upstream.sluice.invalid/v1'
 export interface GatewayConfig {
   /** Upstream base URL including `/v1`; undefined → the embedded demo model. */
   upstream: string | undefined
+  /** Sent upstream as `Authorization: Bearer …` (the binary reads it from `--upstream-key-env`; never printed). */
   upstreamKey: string | undefined
   concurrency: number
   streamWeight: number

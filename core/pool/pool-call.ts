@@ -16,6 +16,7 @@
  * @module
  */
 import { deferred, onAbort } from '../abort.ts'
+import { concatBytes } from '../bytes.ts'
 import { monotonicNow, sharedNow } from '../clock.ts'
 import type { CallKind, CallOutcome, StreamEvent, StreamEventSink } from '../telemetry/events.ts'
 import { onShutdown } from '../upstream/client.ts'
@@ -224,13 +225,7 @@ export class PoolCall {
       this.#reject(error)
       return
     }
-    const bytes = new Uint8Array(length)
-    let offset = 0
-    for (const part of parts) {
-      bytes.set(part, offset)
-      offset += part.byteLength
-    }
-    this.#resolve(new Response(bytes, { status, headers }))
+    this.#resolve(new Response(concatBytes(parts, length), { status, headers }))
   }
 
   #bodyStream(): ReadableStream<Uint8Array> {

@@ -14,7 +14,7 @@ import type { StreamTelemetry } from '../telemetry/stream-telemetry.ts'
 import { resolveOptions, type UpstreamClientOptions } from '../upstream/options.ts'
 import type { PermitSource, TokenSource } from '../upstream/types.ts'
 import { durationMs, invalidOption, nonNegativeInteger, positiveInteger } from '../validate.ts'
-import type { WorkerClientOptions } from './pool-protocol.ts'
+import type { WorkerInit } from './pool-protocol.ts'
 import { moduleUrl, transformUrl } from './transform-loader.ts'
 
 export interface StreamRunnerOptions extends Omit<UpstreamClientOptions, 'transform' | 'telemetry'> {
@@ -57,19 +57,14 @@ export interface WorkerPoolOptions extends StreamRunnerOptions {
   rateLimiter?: SharedRateLimiter
 }
 
-export interface ResolvedPoolOptions {
+/** What every worker is started with (as plain data, ./pool-protocol.ts), plus what only the main thread uses. */
+export interface ResolvedPoolOptions extends
+  Pick<WorkerInit, 'client' | 'transform' | 'upstream' | 'fetchModule' | 'demo' | 'queueTimeoutMs' | 'queueRetryAfterMs'> {
   workers: number
   streamsPerWorker: number
   semaphore: SharedSemaphore
   bufferedSemaphore: SharedSemaphore | undefined
   rateLimiter: SharedRateLimiter | undefined
-  client: WorkerClientOptions
-  transform: string | undefined
-  upstream: 'demo' | undefined
-  fetchModule: string | undefined
-  demo: DemoUpstreamOptions | undefined
-  queueTimeoutMs: number
-  queueRetryAfterMs: number
   workerStallTimeoutMs: number
   window: number
 }

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Emitter } from 'nanoevents'
-import { deferred } from '../abort.ts'
+import { deferred, settledWithin } from '../abort.ts'
 import { createDemoUpstream } from '../demo-upstream.ts'
 import type { StreamEvents } from '../telemetry/events.ts'
 import { createUpstreamClient, resolveTelemetry, type UpstreamClient } from '../upstream/client.ts'
@@ -129,17 +129,6 @@ function createInProcessRunner(options: StreamRunnerOptions): ManagedStreamRunne
       return closing
     },
   }
-}
-
-function settledWithin(promise: Promise<void>, ms: number): Promise<void> {
-  if (ms <= 0) return Promise.resolve()
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    void promise.then(() => {
-      clearTimeout(timer)
-      resolve()
-    })
-  })
 }
 
 function noop(): void {}

@@ -21,7 +21,7 @@
 import type { Worker } from 'node:worker_threads'
 import type { Emitter } from 'nanoevents'
 import { Piscina } from 'piscina'
-import { deferred } from '../abort.ts'
+import { deferred, settledWithin } from '../abort.ts'
 import { sharedNow } from '../clock.ts'
 import type { StreamRunner } from '../gateway/runner.ts'
 import type { StreamEvents } from '../telemetry/events.ts'
@@ -218,16 +218,5 @@ const FROM_SOURCES = import.meta.url.endsWith('.ts')
 const WORKER_URL = new URL(`./pool-worker.${FROM_SOURCES ? 'ts' : 'js'}`, import.meta.url).href
 const ON_NODE = process.versions.bun === undefined && process.versions.deno === undefined
 const WORKER_EXEC_ARGV = FROM_SOURCES && ON_NODE ? ['--import', 'tsx'] : undefined
-
-function settledWithin(promise: Promise<void>, ms: number): Promise<void> {
-  if (ms <= 0) return Promise.resolve()
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    void promise.then(() => {
-      clearTimeout(timer)
-      resolve()
-    })
-  })
-}
 
 function noop(): void {}

@@ -8,6 +8,7 @@
  * split over many chunks costs O(its length), and the held tail is joined once when its boundary arrives.
  * @module
  */
+import { concatBytes } from '../bytes.ts'
 import { UpstreamMalformedError } from './errors.ts'
 
 const LF = 0x0a
@@ -105,14 +106,7 @@ export class EventBoundaryScanner {
   }
 
   #joinHeld(last: Uint8Array): Uint8Array {
-    const joined = new Uint8Array(this.#heldBytes + last.length)
-    let offset = 0
-    for (const part of this.#held) {
-      joined.set(part, offset)
-      offset += part.length
-    }
-    joined.set(last, offset)
-    return joined
+    return concatBytes([...this.#held, last], this.#heldBytes + last.length)
   }
 }
 
