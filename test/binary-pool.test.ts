@@ -3,110 +3,32 @@
  * embedded demo model served by each worker, a real upstream, token usage in the access log line, and a SIGTERM
  * drain that ends the process.
  */
-import { spawn, spawnSync } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { type BinaryProcess, startBinaryProcess, useBuiltBinary } from './_binary.ts'
 import { ROOT } from './_runtimes.ts'
 import { expectedContent, mockModel } from './upstream/behaviour.ts'
 import { contentOf, readSse } from './upstream/harness.ts'
 import { startUpstream, type TestUpstream } from './upstream/server.ts'
 
-const BIN = join(ROOT, 'adapters/node/bin.js')
 const DIST_WORKER = join(ROOT, 'dist/core/pool/pool-worker.js')
 const messages = [{ role: 'user', content: 'hi' }]
 
-function newestSourceMtime(): number {
-  let newest = statSync(join(ROOT, 'tsconfig.build.json')).mtimeMs
-  const walk = (dir: string): void => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name)
-      if (entry.isDirectory()) walk(path)
-      else if (entry.name.endsWith('.ts')) newest = Math.max(newest, statSync(path).mtimeMs)
-    }
-  }
-  walk(join(ROOT, 'core'))
-  walk(join(ROOT, 'adapters/node'))
-  return newest
-}
+// The workers load dist/core/pool/pool-worker.js: rebuilt when stale (as test/binary.test.ts does for its CLI).
+useBuiltBinary(DIST_WORKER)
 
-// `npm test` builds first; a direct vitest run after an edit must not test a stale dist/ (as test/binary.test.ts).
-beforeAll(() => {
-  if (existsSync(DIST_WORKER) && statSync(DIST_WORKER).mtimeMs >= newestSourceMtime()) return
-  const tsc = join(ROOT, 'node_modules/typescript/bin/tsc')
-  spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' })
-  if (!existsSync(DIST_WORKER)) throw new Error(`the build produced no ${DIST_WORKER}`)
-}, 120_000)
-
-const running = new Set<ChildProcess>()
-afterAll(() => {
-  for (const child of running) child.kill('SIGKILL')
-})
-
-interface Binary {
-  url: string
-  child: ChildProcess
-  lines: string[]
-  stderr: () => string
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+interface Binary extends BinaryProcess {
   /** Resolves with the access log entries once `count` of them were written. */
   accessLog(count: number): Promise<Record<string, unknown>[]>
 }
 
 async function startBinary(args: string[]): Promise<Binary> {
-  const child = spawn(process.execPath, [BIN, '--port', '0', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-  running.add(child)
-  const lines: string[] = []
-  let partial = ''
-  let stderr = ''
-  const watchers = new Set<() => void>()
-  const notify = (): void => void [...watchers].forEach((watcher) => watcher())
-  child.stdout!.setEncoding('utf8').on('data', (data: string) => {
-    const parts = (partial + data).split('\n')
-    partial = parts.pop()!
-    lines.push(...parts)
-    notify()
-  })
-  child.stderr!.setEncoding('utf8').on('data', (data: string) => {
-    stderr += data
-    notify()
-  })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      running.delete(child)
-      resolve({ code, signal })
-      notify()
-    })
-  })
-  const until = <T>(find: () => T | undefined, what: string): Promise<T> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const found = find()
-        if (found !== undefined) return done(undefined, found)
-        if (child.exitCode !== null || child.signalCode !== null) done(new Error(`binary exited before ${what}`))
-      }
-      const done = (error: Error | undefined, found?: T): void => {
-        watchers.delete(check)
-        clearTimeout(timer)
-        if (error) reject(new Error(`${error.message}\n--- stdout\n${lines.join('\n')}\n--- stderr\n${stderr}`))
-        else resolve(found!)
-      }
-      const timer = setTimeout(() => done(new Error(`no ${what} in 20 s`)), 20_000)
-      watchers.add(check)
-      check()
-    })
-  const banner = await until(() => lines.find((line) => /^sluice \S+ listening on http:\/\/\S+$/.test(line)), 'banner')
+  const binary = await startBinaryProcess(args)
   const entries = (): Record<string, unknown>[] =>
-    lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
-  return {
-    url: banner.slice(banner.lastIndexOf(' ') + 1),
-    child,
-    lines,
-    stderr: () => stderr,
-    exited,
-    accessLog: (count) => until(() => (entries().length >= count ? entries() : undefined), `${count} access log lines`),
-  }
+    binary.lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>)
+  const accessLog = (count: number): Promise<Record<string, unknown>[]> =>
+    binary.until(() => (entries().length >= count ? entries() : undefined), `${count} access log lines`, 20_000)
+  return { ...binary, accessLog }
 }
 
 function chat(url: string, model: string, stream = true): Promise<Response> {

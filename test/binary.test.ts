@@ -4,49 +4,23 @@
  * test upstream, the access log, key hygiene, and SIGTERM/SIGINT handling.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createParser, type EventSourceMessage } from 'eventsource-parser'
 import OpenAI from 'openai'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
+import { BIN, type BinaryProcess, startBinaryProcess, useBuiltBinary } from './_binary.ts'
 import { ROOT } from './_runtimes.ts'
 import { expectedContent, mockModel } from './upstream/behaviour.ts'
 import { contentOf, readSse } from './upstream/harness.ts'
 import { startUpstream, type TestUpstream } from './upstream/server.ts'
 
-const BIN = join(ROOT, 'adapters/node/bin.js')
 const DIST_CLI = join(ROOT, 'dist/adapters/node/cli.js')
 const UPSTREAM_KEY = 'sk-binary-upstream-4c1d8e22'
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version
 const messages = [{ role: 'user' as const, content: 'hi' }]
 
-/** Newest mtime of the sources the build compiles (core/, adapters/node/, the build config). */
-function newestSourceMtime(): number {
-  let newest = statSync(join(ROOT, 'tsconfig.build.json')).mtimeMs
-  const walk = (dir: string): void => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name)
-      if (entry.isDirectory()) walk(path)
-      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
-        newest = Math.max(newest, statSync(path).mtimeMs)
-      }
-    }
-  }
-  walk(join(ROOT, 'core'))
-  walk(join(ROOT, 'adapters/node'))
-  return newest
-}
-
-// `npm test` builds first; a direct `vitest run test/binary.test.ts` after editing a source must not test a stale
-// dist/. tsc emits even when some other file has a type error (that is the typecheck's job, not this suite's).
-beforeAll(() => {
-  if (existsSync(DIST_CLI) && statSync(DIST_CLI).mtimeMs >= newestSourceMtime()) return
-  const tsc = join(ROOT, 'node_modules/typescript/bin/tsc')
-  const build = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: ROOT, encoding: 'utf8' })
-  if (!existsSync(DIST_CLI)) throw new Error(`npm run build produced no ${DIST_CLI}:\n${build.stdout}${build.stderr}`)
-  if (build.status !== 0) console.warn(`binary.test: the build reported type errors (dist/ emitted):\n${build.stdout}`)
-}, 120_000)
+useBuiltBinary(DIST_CLI)
 
 interface Run {
   code: number | null
@@ -64,75 +38,20 @@ function runBinary(args: string[], env: Record<string, string> = {}): Run {
   return { code: result.status, stdout: result.stdout, stderr: result.stderr }
 }
 
-interface Binary {
-  url: string
-  child: ChildProcess
-  lines: string[]
-  stderr(): string
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+interface Binary extends BinaryProcess {
   waitFor(pattern: RegExp, where?: 'stdout' | 'stderr', timeoutMs?: number): Promise<string>
 }
 
-const running = new Set<ChildProcess>()
-afterAll(() => {
-  for (const child of running) child.kill('SIGKILL')
-})
-
 /** Starts the binary and resolves once its banner named the URL. */
 async function startBinary(args: string[], env: Record<string, string> = {}): Promise<Binary> {
-  const child = spawn(process.execPath, [BIN, '--port', '0', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  running.add(child)
-  const lines: string[] = []
-  let stdoutPartial = ''
-  let stderr = ''
-  const watchers = new Set<() => void>()
-  const notify = (): void => {
-    for (const watcher of [...watchers]) watcher()
-  }
-  child.stdout!.setEncoding('utf8').on('data', (data: string) => {
-    const parts = (stdoutPartial + data).split('\n')
-    stdoutPartial = parts.pop()!
-    lines.push(...parts)
-    notify()
-  })
-  child.stderr!.setEncoding('utf8').on('data', (data: string) => {
-    stderr += data
-    notify()
-  })
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.once('exit', (code, signal) => {
-      running.delete(child)
-      resolve({ code, signal })
-      notify()
-    })
-  })
+  const binary = await startBinaryProcess(args, env, 15_000)
   const waitFor = (pattern: RegExp, where: 'stdout' | 'stderr' = 'stdout', timeoutMs = 15_000): Promise<string> =>
-    new Promise((resolve, reject) => {
-      const check = (): void => {
-        const found = where === 'stdout' ? lines.find((line) => pattern.test(line)) : pattern.exec(stderr)?.[0]
-        if (found !== undefined) return finish(undefined, found)
-        if (child.exitCode !== null || child.signalCode !== null) finish(new Error(`binary exited before ${pattern}`))
-      }
-      const finish = (error: Error | undefined, found?: string): void => {
-        watchers.delete(check)
-        clearTimeout(timer)
-        if (error) reject(new Error(`${error.message}\n--- stdout\n${lines.join('\n')}\n--- stderr\n${stderr}`))
-        else resolve(found!)
-      }
-      const timer = setTimeout(
-        () => finish(new Error(`no ${where} match for ${pattern} in ${timeoutMs} ms`)),
-        timeoutMs,
-      )
-      watchers.add(check)
-      check()
-    })
-  const banner = await waitFor(/^sluice \S+ listening on http:\/\/\S+$/)
-  const url = banner.slice(banner.lastIndexOf(' ') + 1)
-  return { url, child, lines, stderr: () => stderr, exited, waitFor }
+    binary.until(
+      () => (where === 'stdout' ? binary.lines.find((line) => pattern.test(line)) : pattern.exec(binary.stderr())?.[0]),
+      `${where} match for ${pattern}`,
+      timeoutMs,
+    )
+  return { ...binary, waitFor }
 }
 
 function accessLog(binary: Binary): Record<string, unknown>[] {
