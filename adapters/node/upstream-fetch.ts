@@ -13,12 +13,16 @@
  *
  * Timeouts: undici's own headers and body timeouts (300 s by default) are off; the gateway has a queue timeout
  * until the headers and a per-read idle timeout after, which are the ones its users configure.
+ *
+ * `http2: true` multiplexes the requests over a few HTTP/2 connections (./http2-pool.ts): h2 by ALPN over https,
+ * h2c with prior knowledge over http (the upstream must serve h2c). Same Response, body and errors as HTTP/1.1.
  * @module
  */
 import { Agent } from 'undici'
 import type { Dispatcher } from 'undici'
 import { NULL_BODY_STATUSES, REDIRECT_STATUSES } from '../_fetch-statuses.ts'
 import { invalidOption, nonNegativeInteger, positiveInteger } from '../../core/validate.ts'
+import { createHttp2Pool } from './http2-pool.ts'
 
 export interface UpstreamFetchOptions {
   /** Connections per upstream origin. Default: unlimited (the gateway's permits are the limit). */
@@ -27,6 +31,18 @@ export interface UpstreamFetchOptions {
   keepAliveTimeoutMs?: number
   /** TCP (and TLS) connect timeout; 0: none (undici's meaning). Default 10000 ms. */
   connectTimeoutMs?: number
+  /**
+   * Speak HTTP/2 to the upstream, many streams per connection: h2 negotiated by ALPN over https (an upstream that
+   * picks HTTP/1.1 fails the request), h2c with prior knowledge over http, which needs an upstream that serves h2c
+   * (an HTTP/1.1-only one fails every request). Default false: HTTP/1.1, one connection per concurrent request.
+   */
+  http2?: boolean
+}
+
+/** What the fetch needs of a dispatcher: undici's `Agent` (HTTP/1.1) or ./http2-pool.ts. */
+interface UpstreamDispatcher {
+  request(options: Dispatcher.RequestOptions): Promise<Dispatcher.ResponseData>
+  close(): Promise<void>
 }
 
 /** A fetch-compatible function with the connection pool it owns. */
@@ -44,25 +60,30 @@ export function createUpstreamFetch(options: UpstreamFetchOptions = {}): Upstrea
   // connection, so 0 passed here would turn every later request into a 'fetch failed'.
   const keepAliveTimeout = positiveInteger('keepAliveTimeoutMs', options.keepAliveTimeoutMs ?? 4_000)
   const connectTimeout = nonNegativeInteger('connectTimeoutMs', options.connectTimeoutMs ?? 10_000)
-  const agent = new Agent({
-    connections,
-    keepAliveTimeout,
-    connect: { timeout: connectTimeout },
-    headersTimeout: 0,
-    bodyTimeout: 0,
-  })
+  const http2 = options.http2 === undefined ? false : options.http2
+  if (typeof http2 !== 'boolean') invalidOption('http2', 'a boolean', http2)
+  const dispatcher: UpstreamDispatcher = http2
+    ? createHttp2Pool({ connections, keepAliveTimeout, connectTimeout })
+    : new Agent({
+      connections,
+      keepAliveTimeout,
+      connect: { timeout: connectTimeout },
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    })
 
   const upstreamFetch = (input: string | URL | Request, init: RequestInit = {}): Promise<Response> => {
     const { redirect = 'follow', body = null } = init
     const plainBody = body === null || typeof body === 'string' || body instanceof Uint8Array || body instanceof ArrayBuffer
     if (input instanceof Request || redirect === 'follow' || !plainBody) return globalThis.fetch(input, init)
-    return request(agent, new URL(input), init, body as string | Uint8Array | ArrayBuffer | null)
+    return request(dispatcher, http2, new URL(input), init, body as string | Uint8Array | ArrayBuffer | null)
   }
-  return Object.assign(upstreamFetch, { close: () => agent.close() })
+  return Object.assign(upstreamFetch, { close: () => dispatcher.close() })
 }
 
 async function request(
-  agent: Agent,
+  dispatcher: UpstreamDispatcher,
+  http2: boolean,
   url: URL,
   init: RequestInit,
   body: string | Uint8Array | ArrayBuffer | null,
@@ -75,12 +96,16 @@ async function request(
   const method = (init.method ?? 'GET').toUpperCase()
   let data: Dispatcher.ResponseData
   try {
-    data = await agent.request({
+    data = await dispatcher.request({
       origin: url.origin,
       path: url.pathname + url.search,
       method: method as Dispatcher.HttpMethod,
       headers: headerList(init.headers),
       body: body instanceof ArrayBuffer ? new Uint8Array(body) : body,
+      // Over h2, undici 7.30 sends a non-idempotent request (a POST, by default) only when nothing else runs on
+      // the connection: one stream per connection. The flag changes nothing else there (no retry reads it), and
+      // the HTTP/1.1 agent keeps the default (it would allow pipelining behind a long stream).
+      ...(http2 ? { idempotent: true } : {}),
       ...(signal ? { signal } : {}),
     })
   } catch (error) {

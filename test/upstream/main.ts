@@ -2,11 +2,13 @@
  * Runs the test upstream as its own process, for bun/deno scenarios and benchmarks:
  *
  *   node --import tsx test/upstream/main.ts [--port 0] [--api-key sk-test] [--defaults 'chunks=50&delay=1'] [--bench]
+ *     [--http2]
  *
  * Prints one line `LISTENING <url>` (the base URL including /v1) once it accepts connections, then serves until
  * SIGINT/SIGTERM or until stdin closes (so it dies with the process that spawned it). Records are readable over
  * HTTP at `GET <origin>/__upstream/requests[?id=…]`. `--defaults` takes the `model` parameters of ./behaviour.ts.
- * `--bench`: the cheap benchmark mode of ./bench-mode.ts (what bench/e2e runs).
+ * `--bench`: the cheap benchmark mode of ./bench-mode.ts (what bench/e2e runs). `--http2`: h2c (HTTP/2 with prior
+ * knowledge over cleartext) instead of HTTP/1.1, the same routes and behaviours, many streams per connection.
  * @module
  */
 import { parseArgs } from 'node:util'
@@ -20,6 +22,7 @@ const { values } = parseArgs({
     'api-key': { type: 'string' },
     defaults: { type: 'string' },
     bench: { type: 'boolean', default: false },
+    http2: { type: 'boolean', default: false },
   },
 })
 
@@ -28,6 +31,7 @@ const upstream = await startUpstream({
   port: Number(values.port),
   hostname: values.hostname,
   bench: values.bench,
+  http2: values.http2,
   ...(values['api-key'] === undefined ? {} : { apiKey: values['api-key'] }),
   ...(parsedDefaults === undefined ? {} : { defaults: withoutId(parsedDefaults) }),
 })

@@ -12,10 +12,20 @@
  * // POST `${upstream.url}/chat/completions` with model 'mock?id=r1&chunks=50&delay=20&stallAfter=3'
  * const record = await upstream.waitForClosed('r1') // record.closedAt, record.outcome === 'aborted'
  * await upstream.close()
+ *
+ * `http2: true` serves the same routes and behaviours over h2c (HTTP/2 with prior knowledge, node:http2's
+ * compatibility API, so the same handler runs on its request/response), many streams per connection.
  * @module
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
+import {
+  constants as http2Constants,
+  createServer as createH2cServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Stream,
+} from 'node:http2'
+import type { Server, Socket } from 'node:net'
 import { sharedNow } from '../../core/clock.ts'
 import { BenchRecords, isPlain, writePlainStream } from './bench-mode.ts'
 import { type Behaviour, expectedContent, parseBehaviour } from './behaviour.ts'
@@ -64,7 +74,16 @@ export interface UpstreamOptions {
    * headers/body and capped to the newest 20 000. Same routes and behaviours.
    */
   bench?: boolean
+  /** Serve h2c (HTTP/2 over cleartext, prior knowledge) instead of HTTP/1.1. */
+  http2?: boolean
 }
+
+/**
+ * Streams one h2c connection may carry (SETTINGS_MAX_CONCURRENT_STREAMS). Stated rather than left to Node 20.20's
+ * default (2^32 − 1) so that what bench/slow-streams.ts relies on — thousands of streams on a few connections —
+ * is visible here.
+ */
+const H2_MAX_STREAMS = 100_000
 
 export interface TestUpstream {
   /** Base URL including `/v1`, e.g. `http://127.0.0.1:41234/v1`. */
@@ -79,6 +98,8 @@ export interface TestUpstream {
   waitForClosed(id: string, timeoutMs?: number): Promise<RequestRecord>
   /** Open TCP connections (idle keep-alive sockets included). */
   openConnections(): number
+  /** TCP connections accepted since the start (closed ones included). */
+  acceptedConnections(): number
   /** Requests whose response has not closed yet. */
   inFlight(): number
   waitForOpenConnections(count: number, timeoutMs?: number): Promise<void>
@@ -93,19 +114,26 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Test
   const requests: RequestRecord[] = []
   const bench = options.bench === true ? new BenchRecords(requests) : undefined
   const sockets = new Set<Socket>()
+  let accepted = 0
   const watchers = new Set<() => void>()
   const changed = (): void => {
     for (const watcher of [...watchers]) watcher()
   }
 
-  const server = createServer((req, res) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res, { options, requests, changed, bench }).catch((error: unknown) => {
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' })
       res.end(errorJson(500, `test upstream crashed: ${String(error)}`))
     })
-  })
+  }
+  const server: Server = options.http2 === true
+    ? createH2cServer({ settings: { maxConcurrentStreams: H2_MAX_STREAMS } }, (req, res) => {
+      onRequest(...asHttp1(req, res))
+    })
+    : createServer(onRequest)
   server.on('connection', (socket: Socket) => {
     sockets.add(socket)
+    accepted++
     socket.on('close', () => {
       sockets.delete(socket)
       changed()
@@ -162,6 +190,7 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Test
         () => `request ${id} to close: ${summary(id)}`,
       ),
     openConnections: () => sockets.size,
+    acceptedConnections: () => accepted,
     inFlight,
     waitForOpenConnections: (count, timeoutMs = DEFAULT_WAIT_MS) =>
       waitUntil(
@@ -176,7 +205,9 @@ export async function startUpstream(options: UpstreamOptions = {}): Promise<Test
         () => `${count} in flight, have ${inFlight()}`,
       ).then(noop),
     close: async () => {
-      server.closeAllConnections()
+      // node:http2's server has no closeAllConnections(): its sessions end with their sockets.
+      if ('closeAllConnections' in server) (server as ReturnType<typeof createServer>).closeAllConnections()
+      else for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
     },
   }
@@ -187,6 +218,16 @@ interface Context {
   requests: RequestRecord[]
   changed: () => void
   bench: BenchRecords | undefined
+}
+
+/**
+ * node:http2's compatibility request/response as node:http's types, so one handler serves both. What the handler
+ * uses exists on both in Node 20.20 (writeHead, flushHeaders — missing from @types/node 20 only —, write returning
+ * false then 'drain', end, 'close', headersSent, writableFinished); `destroyed` is undefined on the h2 response,
+ * so there the closed signal alone stops writing; cut() tells h2 apart by its `stream`.
+ */
+function asHttp1(req: Http2ServerRequest, res: Http2ServerResponse): [IncomingMessage, ServerResponse] {
+  return [req as unknown as IncomingMessage, res as unknown as ServerResponse]
 }
 
 async function handle(req: IncomingMessage, res: ServerResponse, context: Context): Promise<void> {
@@ -243,7 +284,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, context: Contex
   const closed = new AbortController()
   res.on('close', () => {
     record.closedAt = sharedNow()
-    record.outcome = res.writableFinished ? 'completed' : 'aborted'
+    // node:http2's response reports writableFinished once its stream is closed, reset or not (Node 20.20);
+    // writableEnded tells whether the handler got to end() (on node:http, finished implies ended).
+    record.outcome = res.writableFinished && res.writableEnded ? 'completed' : 'aborted'
     record.paused = false
     closed.abort()
     changed()
@@ -404,6 +447,8 @@ class ResponseWriter {
    * would discard queued writes, so the client would never see the k chunks before the cut.
    */
   cut(): void {
+    const h2 = (this.res as { stream?: Http2Stream }).stream
+    if (h2 !== undefined) return cutStream(h2)
     const socket = this.res.socket
     if (!socket) return
     socket.end(() => socket.destroy())
@@ -450,6 +495,15 @@ class ResponseWriter {
     this.#changed()
     return !this.#closed.aborted
   }
+}
+
+/**
+ * The h2 cut: only this stream ends, with RST_STREAM (INTERNAL_ERROR), as a server failing one request would; the
+ * connection and its other streams go on. After the write queue has reached nghttp2 (an empty write's callback),
+ * though nghttp2 may still send the reset ahead of DATA it holds: on h2 the bytes before a cut are best effort.
+ */
+function cutStream(stream: Http2Stream): void {
+  stream.write(new Uint8Array(0), () => stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR))
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
