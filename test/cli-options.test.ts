@@ -45,7 +45,7 @@ describe('sluice flags', () => {
       upstream: undefined, upstreamKeyEnv: 'OPENAI_API_KEY', upstreamKey: undefined, host: '127.0.0.1', port: 8787,
       concurrency: 64, streamWeight: 1, bufferedWeight: 1, rate: undefined, queueTimeoutMs: 5000, idleTimeoutMs: 30_000,
       retries: 2, workers: 0, bodyLimitBytes: 1_048_576, gatewayKeys: [], drainTimeoutMs: 30_000, transform: undefined,
-      upstreamClient: 'undici',
+      upstreamClient: 'undici', upstreamHttp2: false,
     })
   })
 
@@ -64,8 +64,20 @@ describe('sluice flags', () => {
       upstream: 'http://127.0.0.1:9/v1', upstreamKeyEnv: 'MY_KEY', upstreamKey: 'sk-secret', host: '0.0.0.0', port: 0,
       concurrency: 50, streamWeight: 3, bufferedWeight: 1, rate: { rate: 60, per: 60_000 }, queueTimeoutMs: 500,
       idleTimeoutMs: 60_000, retries: 4, workers: 2, bodyLimitBytes: 65_536, gatewayKeys: ['a', 'b'], drainTimeoutMs: 10_000,
-      transform: './t.mjs', upstreamClient: 'fetch',
+      transform: './t.mjs', upstreamClient: 'fetch', upstreamHttp2: false,
     })
+  })
+
+  test('--upstream-http2 takes no value; SLUICE_UPSTREAM_HTTP2 takes 1/true or 0/false', () => {
+    const upstream = ['--upstream', 'http://127.0.0.1:9/v1']
+    expect(config([...upstream, '--upstream-http2']).upstreamHttp2).toBe(true)
+    expect(config(upstream).upstreamHttp2).toBe(false)
+    for (const [text, on] of [['1', true], ['true', true], ['0', false], ['false', false]] as const) {
+      expect(config(upstream, { SLUICE_UPSTREAM_HTTP2: text }).upstreamHttp2).toBe(on)
+    }
+    expect(config([...upstream, '--upstream-http2'], { SLUICE_UPSTREAM_HTTP2: '0' }).upstreamHttp2).toBe(true)
+    expect(config([...upstream, '--upstream-http2', '--workers', '2']).upstreamHttp2).toBe(true)
+    expect(helpText()).toMatch(/--upstream-http2 {2,}HTTP\/2 upstream: .*h2c.*\(SLUICE_UPSTREAM_HTTP2\)/)
   })
 
   test('each flag can come from SLUICE_<NAME>, and the flag wins', () => {
@@ -86,6 +98,12 @@ describe('sluice flags', () => {
     [['--stream-weight', '5', '--concurrency', '4'], /^Invalid --stream-weight `5`: must not exceed --concurrency \(4\)$/],
     [['--gateway-keys', 'a,,b'], /^Invalid --gateway-keys `a,,b`/],
     [['--upstream-client', 'curl'], /^Invalid --upstream-client `curl`: expected `undici` or `fetch`$/],
+    [
+      ['--upstream', 'http://x/v1', '--upstream-http2', '--upstream-client', 'fetch'],
+      /^Invalid --upstream-http2 with --upstream-client `fetch`: HTTP\/2 needs --upstream-client undici$/,
+    ],
+    [['--upstream-http2'], /^Invalid --upstream-http2: needs --upstream \(the embedded demo model is called in-process\)$/],
+    [['--upstream', 'http://x/v1', '--upstream-http2=1'], /--upstream-http2/],
     [['--bogus', '1'], /Unknown option '--bogus'/],
     [['--port'], /--port/],
   ])('%j is a one-line usage error naming the flag and value', (argv, pattern) => {
@@ -94,6 +112,9 @@ describe('sluice flags', () => {
 
   test('a bad env var is reported under its own name', () => {
     expect(usageError([], { SLUICE_RETRIES: 'many' })).toMatch(/^Invalid SLUICE_RETRIES `many`/)
+    expect(usageError(['--upstream', 'http://x/v1'], { SLUICE_UPSTREAM_HTTP2: 'yes' })).toBe(
+      'Invalid SLUICE_UPSTREAM_HTTP2 `yes`: expected 1, true, 0 or false',
+    )
   })
 
   test('--help and --version', () => {

@@ -19,6 +19,8 @@ export interface CliConfig extends GatewayConfig {
   transform: string | undefined
   /** How the Node binary calls the upstream: undici's dispatcher API (./upstream-fetch.ts) or the global fetch. */
   upstreamClient: 'undici' | 'fetch'
+  /** HTTP/2 to the upstream (h2 by ALPN over https, h2c over http); the undici client only. */
+  upstreamHttp2: boolean
 }
 
 export type CliCommand = { kind: 'serve'; config: CliConfig } | { kind: 'help' } | { kind: 'version' }
@@ -50,9 +52,13 @@ const FLAGS = {
   'drain-timeout': ['30s', 'D  on SIGTERM/SIGINT, how long active streams may finish'],
   transform: [undefined, 'PATH  module run for every upstream event (rewrite/redact/count); Node needs .js/.mjs'],
   'upstream-client': ['undici', 'undici|fetch  upstream client: undici dispatcher on Node, own HTTP/1.1 on Deno; or the global fetch'],
+  'upstream-http2': [undefined, '  HTTP/2 upstream: ALPN h2 over https, h2c over http (upstream must serve h2c); undici only'],
 } as const satisfies Record<string, readonly [string | undefined, string]>
 
 type FlagName = keyof typeof FLAGS
+
+/** Flags that take no value (`--upstream-http2`); their env var takes 1/true or 0/false. */
+const SWITCHES: ReadonlySet<FlagName> = new Set(['upstream-http2'])
 
 export function envName(flag: string): string {
   return `SLUICE_${flag.toUpperCase().replaceAll('-', '_')}`
@@ -61,7 +67,7 @@ export function envName(flag: string): string {
 export function helpText(): string {
   const rows = Object.entries(FLAGS).map(([flag, [fallback, text]]) => {
     const [argument, ...description] = text.split('  ')
-    const left = `  --${flag} ${argument}`
+    const left = argument ? `  --${flag} ${argument}` : `  --${flag}`
     return `${left.padEnd(34)}${description.join('  ')}${fallback === undefined ? '' : ` [${fallback}]`}  (${envName(flag)})`
   })
   return [
@@ -85,7 +91,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
       strict: true,
       allowPositionals: false,
       options: {
-        ...Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: 'string' as const }])),
+        ...Object.fromEntries(Object.keys(FLAGS).map((flag) => [flag, { type: flagType(flag as FlagName) }])),
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -99,7 +105,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
 
   const raw = (flag: FlagName): string | undefined => {
     const value = parsed.values[flag] ?? env[envName(flag)] ?? FLAGS[flag][0]
-    return typeof value === 'string' ? value : undefined
+    return typeof value === 'string' ? value : value === true ? 'true' : undefined
   }
   const read = <T>(flag: FlagName, convert: (text: string) => T): T => {
     const text = raw(flag)!
@@ -158,6 +164,7 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
       if (text !== 'undici' && text !== 'fetch') throw new Error('expected `undici` or `fetch`')
       return text
     }),
+    upstreamHttp2: raw('upstream-http2') === undefined ? false : read('upstream-http2', parseSwitch),
   }
   config.upstreamKey = env[config.upstreamKeyEnv] || undefined
   for (const flag of ['stream-weight', 'buffered-weight'] as const) {
@@ -166,7 +173,30 @@ export function parseCli(argv: readonly string[], env: Record<string, string | u
       throw new CliUsageError(`Invalid --${flag} \`${weight}\`: must not exceed --concurrency (${config.concurrency})`)
     }
   }
+  checkUpstreamHttp2(config)
   return { kind: 'serve', config }
+}
+
+/** HTTP/2 is the undici client's (./http2-pool.ts): Node's global fetch speaks only HTTP/1.1 in Node 20.20. */
+function checkUpstreamHttp2(config: CliConfig): void {
+  if (!config.upstreamHttp2) return
+  if (config.upstream === undefined) {
+    throw new CliUsageError('Invalid --upstream-http2: needs --upstream (the embedded demo model is called in-process)')
+  }
+  if (config.upstreamClient !== 'undici') {
+    const client = config.upstreamClient
+    throw new CliUsageError(`Invalid --upstream-http2 with --upstream-client \`${client}\`: HTTP/2 needs --upstream-client undici`)
+  }
+}
+
+function flagType(flag: FlagName): 'boolean' | 'string' {
+  return SWITCHES.has(flag) ? 'boolean' : 'string'
+}
+
+function parseSwitch(text: string): boolean {
+  if (text === '1' || text === 'true') return true
+  if (text === '0' || text === 'false' || text === '') return false
+  throw new Error('expected 1, true, 0 or false')
 }
 
 function parseUpstream(text: string): string {

@@ -10,7 +10,7 @@ import { createStreamRunner } from '../../core/pool/stream-runner.ts'
 import { createAccessLog, createLineBatcher } from './access-log.ts'
 import { CliUsageError, helpText, parseCli, type CliConfig } from './cli-options.ts'
 import { serve } from './server.ts'
-import { UPSTREAM_FETCH_MODULE } from './upstream-fetch-module.ts'
+import { upstreamFetchModule } from './upstream-fetch-module.ts'
 import { createUpstreamFetch } from './upstream-fetch.ts'
 
 export { DEMO_UPSTREAM_URL } from '../../core/gateway/from-config.ts'
@@ -31,7 +31,9 @@ export async function main(argv: readonly string[]): Promise<void> {
 
 async function run(config: CliConfig): Promise<void> {
   // undici's dispatcher for a real upstream, unless --upstream-client fetch (./upstream-fetch.ts says why).
-  const upstreamFetch = config.upstream && config.upstreamClient === 'undici' ? createUpstreamFetch() : undefined
+  const upstreamFetch = config.upstream && config.upstreamClient === 'undici'
+    ? createUpstreamFetch({ http2: config.upstreamHttp2 })
+    : undefined
   const { gateway, runner, telemetry, shutdown } = await createGatewayFromConfig(
     config,
     config.workers > 0 || config.transform !== undefined
@@ -87,7 +89,7 @@ async function createPoolRunner(config: CliConfig, limits: RunnerLimits): Promis
     retry: { maxAttempts: config.retries + 1 },
     telemetry: limits.telemetry,
     ...(config.upstream
-      ? config.upstreamClient === 'undici' ? { fetchModule: UPSTREAM_FETCH_MODULE } : {}
+      ? config.upstreamClient === 'undici' ? { fetchModule: upstreamFetchModule({ http2: config.upstreamHttp2 }) } : {}
       : { upstream: 'demo' as const }),
     ...(config.transform === undefined ? {} : { transform: config.transform }),
   })
@@ -106,7 +108,7 @@ function banner(config: CliConfig, url: string): string {
   const body = JSON.stringify({ model: 'demo', stream: true, messages: [{ role: 'user', content: 'Hello, sluice!' }] })
   return [
     `sluice ${version()} listening on ${url}`,
-    `  upstream:    ${upstream}${config.upstream ? ` (client: ${config.upstreamClient})` : ''}`,
+    `  upstream:    ${upstream}${config.upstream ? ` (client: ${clientName(config)})` : ''}`,
     `  concurrency: ${config.concurrency} permits (stream weight ${config.streamWeight}, buffered ${config.bufferedWeight})` +
       `, workers: ${config.workers === 0 ? 'in-process' : config.workers}`,
     `  timeouts:    queue ${config.queueTimeoutMs} ms, idle ${config.idleTimeoutMs} ms, drain ${config.drainTimeoutMs} ms`,
@@ -116,6 +118,11 @@ function banner(config: CliConfig, url: string): string {
     `  curl -N ${url}/v1/chat/completions -H 'content-type: application/json'${auth} -d '${body}'`,
     '',
   ].join('\n')
+}
+
+function clientName(config: CliConfig): string {
+  if (!config.upstreamHttp2) return config.upstreamClient
+  return `${config.upstreamClient}, HTTP/2${config.upstream?.startsWith('http:') ? ' h2c' : ''}`
 }
 
 function version(): string {
