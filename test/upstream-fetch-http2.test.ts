@@ -49,7 +49,7 @@ describe('the http2 option', () => {
     [1, 'Expected `http2` to be a boolean, got `1` (number)'],
     [null, 'Expected `http2` to be a boolean, got `null` (null)'],
   ])('http2: %j is rejected naming the option and the value', (value, message) => {
-    expect(() => createUpstreamFetch({ http2: value as boolean })).toThrow(message)
+    expect(() => createUpstreamFetch({ http2: value as unknown as boolean })).toThrow(message)
   })
 
   test('http2: false and absent are HTTP/1.1 (the h2c upstream sees no request it can parse)', async () => {
