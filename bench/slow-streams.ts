@@ -1,5 +1,6 @@
 /**
- * `node --import tsx bench/slow-streams.ts [--streams 10000] [--seconds 25] [--groups 10] [--target sluice]`
+ * `node --import tsx bench/slow-streams.ts [--streams 10000] [--seconds 25] [--groups 10] [--target sluice]
+ *   [--upstream-http2]`
  *
  * Holds many slow streams (one token per second, like a real LLM answer) open through the sluice binary at once
  * and reports: errors (must be 0), streams that were all open at the same time, the binary's RSS per active
@@ -12,11 +13,14 @@
  * SYN storm against a 511-entry listen backlog. Every child runs under `ulimit -n <hard limit>`.
  *
  * File descriptors: an HTTP/1.1 proxy holds two sockets per stream (client + upstream), so N streams need
- * 2N + a few dozen descriptors in the target. The script prints the hard limit and what N needs before starting.
+ * 2N + a few dozen descriptors in the target. `--upstream-http2` runs the test upstream as h2c and the binary with
+ * `--upstream-http2`: one upstream connection per 100 streams (adapters/node/http2-pool.ts), so N + N/100 + a few
+ * dozen. The script prints the hard limit and what N needs before starting.
  * @module
  */
 import { spawnSync } from 'node:child_process'
 import { parseArgs } from 'node:util'
+import { STREAMS_PER_CONNECTION } from '../adapters/node/http2-pool.ts'
 import { runtimeCommand } from '../test/_runtimes.ts'
 import type { LoadReport } from './e2e/loadgen.ts'
 import { distribution } from './e2e/percentiles.ts'
@@ -30,12 +34,20 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '25' },
     groups: { type: 'string', default: '10' },
     target: { type: 'string', default: 'sluice' },
+    'upstream-http2': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (values.help) {
-  console.log('usage: node --import tsx bench/slow-streams.ts [--streams N] [--seconds S] [--groups G] [--target sluice|naive]')
+  console.log(
+    'usage: node --import tsx bench/slow-streams.ts [--streams N] [--seconds S] [--groups G] [--target sluice|naive] ' +
+      '[--upstream-http2]',
+  )
   process.exit(0)
+}
+const http2 = values['upstream-http2'] === true
+if (http2 && values.target !== 'sluice') {
+  throw new Error('--upstream-http2 needs --target sluice (the naive proxy is HTTP/1.1)')
 }
 const streams = Number(values.streams)
 const seconds = Number(values.seconds)
@@ -44,9 +56,12 @@ if (!(streams > 0 && seconds > 0 && groups > 0)) throw new Error('--streams, --s
 
 const hardLimit = Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim())
 const fdLimit = Number.isFinite(hardLimit) ? hardLimit : 65_536
-const needed = 2 * streams + 64
+// A client socket per stream, plus an upstream socket per stream (HTTP/1.1) or per 100 streams (HTTP/2).
+const needed = streams + (http2 ? Math.ceil(streams / STREAMS_PER_CONNECTION) : streams) + 64
 console.log(
-  `${streams} streams × ${seconds} s (1 token/s), ${groups} load generators; fd hard limit ${fdLimit}, ` +
+  `${streams} streams × ${seconds} s (1 token/s), ${groups} load generators, ` +
+    `upstream ${http2 ? 'HTTP/2 (h2c)' : 'HTTP/1.1'}; ` +
+    `fd hard limit ${fdLimit}, ` +
     `the target needs ≈ ${needed}${needed > fdLimit ? ' — MORE THAN ALLOWED: expect EMFILE failures' : ''}`,
 )
 
@@ -54,6 +69,7 @@ console.log(
 const withFdLimit = (argv: readonly string[]): string[] => [
   'sh', '-c', `ulimit -n ${fdLimit} && exec "$@"`, 'sh', ...argv,
 ]
+const http2Flag = http2 ? ['--upstream-http2'] : []
 const TARGET_FLAGS = ['--port', '0', '--concurrency', String(streams + 1024), '--queue-timeout', '60s']
 
 let upstream: Service | undefined
@@ -61,11 +77,11 @@ let target: Service | undefined
 try {
   upstream = await startService({
     name: 'test upstream',
-    argv: withFdLimit([...runtimeCommand('node', 'test/upstream/main.ts'), '--bench']),
+    argv: withFdLimit([...runtimeCommand('node', 'test/upstream/main.ts'), '--bench', ...(http2 ? ['--http2'] : [])]),
   })
   const targetArgv = values.target === 'naive'
     ? [...runtimeCommand('node', 'bench/naive-proxy.ts'), '--upstream', upstream.url, '--port', '0']
-    : [process.execPath, 'adapters/node/bin.js', '--upstream', upstream.url, ...TARGET_FLAGS]
+    : [process.execPath, 'adapters/node/bin.js', '--upstream', upstream.url, ...TARGET_FLAGS, ...http2Flag]
   target = await startService({
     name: values.target!,
     argv: withFdLimit(targetArgv),
