@@ -109,6 +109,31 @@ describe('retries before the first byte', () => {
     expect(client.log.at(-1)).toMatchObject({ type: 'end', outcome: 'error', status: 502, attempts: 3 })
   })
 
+  test('a resumed call (CallOptions.resume) counts the attempts and the queue time it brings', async () => {
+    const client = harness.client({ queueTimeoutMs: 2_000, retry: { maxAttempts: 3, baseDelayMs: 1, maxDelayMs: 5 } })
+    await client.ready
+    // Two attempts made elsewhere: one left, numbered 3.
+    const error = await client.stream(harness.request({ id: 'resumed-attempts', fail: 502 }), {
+      id: 'resumed-attempts',
+      resume: { attempts: 2, elapsedMs: 0 },
+    }).catch((e: unknown) => e)
+    expect(error).toMatchObject({ code: 'ERR_UPSTREAM_STATUS', status: 502 })
+    expect(harness.upstream.attempts('resumed-attempts')).toHaveLength(1)
+    await client.idle()
+    expect(client.log.filter((event) => event.type === 'acquire')).toMatchObject([{ attempt: 3 }])
+    expect(client.log.at(-1)).toMatchObject({ type: 'end', attempts: 3 })
+    // 1.9 s of the 2 s budget spent elsewhere: headers 400 ms away come too late; without it they would not.
+    const late = await client.stream(harness.request({ id: 'resumed-budget', headerDelay: 400 }), {
+      resume: { attempts: 0, elapsedMs: 1_900 },
+    }).catch((e: unknown) => e)
+    expect(late).toBeInstanceOf(QueueTimeoutError)
+    expect((await harness.upstream.waitForClosed('resumed-budget')).outcome).toBe('aborted')
+    await expect(client.stream(harness.request({ id: 'resume-bad' }), { resume: { attempts: -1, elapsedMs: 0 } }))
+      .rejects.toThrow('Expected `resume.attempts` to be a non-negative integer, got `-1` (number)')
+    await expect(client.stream(harness.request({ id: 'resume-bad' }), { resume: { attempts: 0, elapsedMs: Number.NaN } }))
+      .rejects.toThrow('Expected `resume.elapsedMs` to be a finite number of milliseconds ≥ 0, got `NaN` (number)')
+  })
+
   test.each([400, 401, 404, 422])('%i is passed through with the upstream body, never retried', async (status) => {
     const client = harness.client()
     const id = `passthrough-${status}`

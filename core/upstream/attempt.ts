@@ -97,7 +97,8 @@ export class Attempts {
     this.#request = request
     this.#tracker = tracker
     this.#signal = signal
-    this.#deadline = monotonicNow() + settings.queueTimeoutMs
+    // From the call's start: a resumed call (CallOptions.resume) has only what is left of its budget.
+    this.#deadline = monotonicNow() - tracker.sinceStartMs + settings.queueTimeoutMs
   }
 
   /** Attempts until an answer that is not retried; resolves once its headers arrived, permits held. */

@@ -19,13 +19,22 @@ export class CallTracker {
   usage: UsageCounter | undefined
   readonly #sink: StreamEventSink
   readonly #onEnd: () => void
-  readonly #startedAt = monotonicNow()
+  readonly #startedAt: number
   #firstChunkSent = false
   #ended = false
 
-  constructor(id: string, kind: CallKind, sink: StreamEventSink, onEnd: () => void) {
+  /** `resume`: the call began elsewhere (CallOptions.resume): its attempts and time so far count here. */
+  constructor(
+    id: string,
+    kind: CallKind,
+    sink: StreamEventSink,
+    onEnd: () => void,
+    resume?: { attempts: number; elapsedMs: number },
+  ) {
     this.id = id
     this.kind = kind
+    this.attempts = resume?.attempts ?? 0
+    this.#startedAt = monotonicNow() - (resume?.elapsedMs ?? 0)
     this.#sink = sink
     this.#onEnd = onEnd
     this.#emit('start', {})

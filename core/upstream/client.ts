@@ -8,7 +8,7 @@ import { onAbort } from '../abort.ts'
 import type { CallKind, StreamEvents, StreamEventSink } from '../telemetry/events.ts'
 import { createLifecycleEmitter } from '../telemetry/event-emitter.ts'
 import { createStreamTelemetry } from '../telemetry/stream-telemetry.ts'
-import { invalidOption } from '../validate.ts'
+import { durationMs, invalidOption, nonNegativeInteger } from '../validate.ts'
 import { Attempts, type AttemptSettings, type Connection } from './attempt.ts'
 import { CallTracker } from './call-tracker.ts'
 import { UpstreamMalformedError, UpstreamTimeoutError, UpstreamTruncatedError } from './errors.ts'
@@ -74,6 +74,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
 
   const begin = (kind: CallKind, request: UpstreamRequest, callOptions: CallOptions): Call => {
     checkRequest(request)
+    checkResume(callOptions.resume)
     const id = callOptions.id ?? `${callIdPrefix}-${++nextCallId}`
     active++
     return new Call(kind, id, callOptions, sink, () => active--)
@@ -125,7 +126,7 @@ export function createUpstreamClient(options: UpstreamClientOptions): UpstreamCl
     const attempts = new Attempts(bufferedAttempts, request, call.tracker, call.signal)
     const total = setTimeout(
       () => call.controller.abort(new UpstreamTimeoutError(settings.totalTimeoutMs)),
-      settings.totalTimeoutMs,
+      Math.max(0, settings.totalTimeoutMs - call.tracker.sinceStartMs),
     )
     try {
       for (;;) {
@@ -182,7 +183,7 @@ class Call {
     this.tracker = new CallTracker(id, kind, sink, () => {
       for (const unlink of this.#unlink) unlink()
       onEnd()
-    })
+    }, options.resume)
     const abort = (reason: unknown): void => this.controller.abort(reason)
     this.#unlink = [onAbort(options.signal, abort), onShutdown(options.shutdownSignal, abort)]
   }
@@ -270,6 +271,14 @@ export function resolveTelemetry(
   }
   const resolved = telemetry ?? createStreamTelemetry()
   return { sink: (event) => resolved.record(event), events: resolved.events }
+}
+
+/** Validates `CallOptions.resume`. Exported for the worker pool, which checks it before dispatching. */
+export function checkResume(resume: CallOptions['resume']): void {
+  if (resume === undefined) return
+  if (typeof resume !== 'object' || resume === null) invalidOption('resume', 'an object', resume)
+  nonNegativeInteger('resume.attempts', resume.attempts)
+  durationMs('resume.elapsedMs', resume.elapsedMs, { allowZero: true })
 }
 
 /** Validates a request once, at the call. Exported for the worker pool, which checks it before dispatching. */

@@ -56,4 +56,11 @@ export interface CallOptions {
   shutdownSignal?: AbortSignal
   /** Correlation id for lifecycle events. Default: a generated one. */
   id?: string
+  /**
+   * Continues a call that another runner started and lost before the upstream answered — the worker pool re-sends
+   * a call whose worker died. The `attempts` already made count against `retry.maxAttempts` and the next one is
+   * numbered on from them; the queue budget, the duration and the time to first chunk count from `elapsedMs` ago.
+   * The call's `start` event is emitted again (the runner that resumes drops it). Default: a new call.
+   */
+  resume?: { attempts: number; elapsedMs: number }
 }
