@@ -243,9 +243,9 @@ describe('a worker that dies or hangs', () => {
     }
   })
 
-  test('process.exit() in a transform mid-stream: an error event; dying before the answer: a 502', async () => {
-    const setup = rig({ workers: 1 })
-    const { pool } = setup
+  test('process.exit() in a transform mid-stream: an error event; dying before the answer: re-sent once', async () => {
+    const setup = rig({ workers: 1, queueTimeoutMs: 20_000 })
+    const { pool, log } = setup
     try {
       await pool.ready
       const first = pool.threads[0]!.threadId
@@ -257,15 +257,40 @@ describe('a worker that dies or hangs', () => {
       expect(errorOf(read.events)).toMatchObject({ code: 'worker_crashed' })
       await replaced(pool, first, 1)
       const second = pool.threads[0]!.threadId
-      // Dying while the upstream has not answered yet: the call rejects like an unreachable upstream (502).
-      const pending = pool.stream(harness.request({ id: 'headers-crash', headerDelay: 5_000 }))
+      // Dying while the upstream has not answered yet: nothing reached the caller, so the call is re-sent to the
+      // replacement worker (like a connection lost before the first byte), and the caller sees one whole stream.
+      const resent = pool.stream(harness.request({ id: 'headers-crash', headerDelay: 300, chunks: 3 }), { id: 'headers-crash' })
       await harness.upstream.waitFor('headers-crash', () => true)
       await pool.threads[0]!.terminate()
-      const early = await pending.catch((error: unknown) => error)
+      const whole = await readSse(await resent)
+      expect(contentOf(whole.events)).toBe(expectedContent(3))
+      expect(whole.events.at(-1)?.data).toBe('[DONE]')
+      const [lost, answered] = harness.upstream.attempts('headers-crash')
+      expect(lost).toMatchObject({ outcome: 'aborted' })
+      expect(answered).toMatchObject({ attempt: 2 })
+      // One call in the books: one start, a retry naming the crash, the second worker's attempt numbered 2.
+      const ofCall = log.filter((event) => event.id === 'headers-crash')
+      expect(ofCall.filter((event) => event.type === 'start')).toHaveLength(1)
+      expect(ofCall.find((event) => event.type === 'retry')).toMatchObject({ reason: 'ERR_WORKER_CRASHED', attempt: 1 })
+      expect(ofCall.find((event) => event.type === 'acquire' && event.attempt === 2)).toBeDefined()
+      expect(ofCall.at(-1)).toMatchObject({ type: 'end', outcome: 'completed', attempts: 2 })
+      await replaced(pool, second, 1)
+      // Once only: a call whose second worker dies before the answer too rejects like an unreachable upstream.
+      const third = pool.threads[0]!.threadId
+      const twice = pool.stream(harness.request({ id: 'crash-twice', headerDelay: 5_000 }))
+      await harness.upstream.waitFor('crash-twice', () => true)
+      await pool.threads[0]!.terminate()
+      await harness.upstream.waitFor('crash-twice', (record) => record.attempt === 2)
+      await replaced(pool, third, 1)
+      const fourth = pool.threads[0]!.threadId
+      await pool.threads[0]!.terminate()
+      const early = await twice.catch((error: unknown) => error)
       expect(early).toBeInstanceOf(WorkerCrashedError)
       expect(early).toMatchObject({ status: 502, code: 'ERR_WORKER_CRASHED' })
-      expect((await harness.upstream.waitForClosed('headers-crash')).outcome).toBe('aborted')
-      await replaced(pool, second, 1)
+      await vi.waitFor(() => {
+        expect(harness.upstream.attempts('crash-twice').map((record) => record.outcome)).toEqual(['aborted', 'aborted'])
+      }, WAIT)
+      await replaced(pool, fourth, 1)
       const fine = await readSse(await pool.stream(harness.request({ id: 'after-exit', chunks: 3 })))
       expect(contentOf(fine.events)).toBe(expectedContent(3))
       await balanced(setup)
@@ -318,6 +343,42 @@ describe('queueing and shared limits', () => {
       expect(contentOf((await readSse(first)).events)).toBe(expectedContent(3))
       await balanced(setup)
       expect(harness.upstream.attempts('queued-in-piscina')).toHaveLength(0)
+    } finally {
+      await pool.close()
+    }
+  })
+
+  test('a call re-sent after its worker died keeps its attempts and only what is left of its queue budget', async () => {
+    // Every attempt waits 1.2 s for its headers; the first gets a 503. The worker dies during the second (at about
+    // 1.3 s): resumed with what is left of 2 s, the third attempt cannot get its headers in time; with a fresh
+    // budget it would (1.3 + 1.2 < 1.3 + 2). Told apart by the outcome, not by timing.
+    const setup = rig({ workers: 1, queueTimeoutMs: 2_000, transform: undefined })
+    const { pool, log } = setup
+    try {
+      await pool.ready
+      const dying = pool.threads[0]!.threadId
+      const request = harness.request({ id: 'resumed', headerDelay: 1_200, fail: 503, failTimes: 1, retryAfterMs: 50 })
+      const pending = pool.stream(request, { id: 'resumed' })
+      await harness.upstream.waitFor('resumed', (record) => record.attempt === 2)
+      await pool.threads[0]!.terminate()
+      await replaced(pool, dying, 1)
+      const error = await pending.catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(QueueTimeoutError)
+      expect(error).toMatchObject({ status: 503 })
+      const attempts = harness.upstream.attempts('resumed')
+      // The third attempt, numbered on, if the new worker got to make it before the budget ran out.
+      expect(attempts.length === 2 || attempts[2]?.attempt === 3).toBe(true)
+      // Numbered on in the books too (the third one's `acquire` is missing when main's deadline ended the call first).
+      const acquired = log.filter((event) => event.id === 'resumed' && event.type === 'acquire')
+      expect(acquired.length).toBeGreaterThanOrEqual(2)
+      expect(acquired.map((event) => (event as { attempt: number }).attempt)).toEqual(
+        acquired.map((_, index) => index + 1),
+      )
+      expect(log.filter((event) => event.id === 'resumed' && event.type === 'end')).toHaveLength(1)
+      await vi.waitFor(() => {
+        expect(harness.upstream.attempts('resumed').every((record) => record.closedAt !== undefined)).toBe(true)
+      }, WAIT)
+      await balanced(setup)
     } finally {
       await pool.close()
     }

@@ -12,6 +12,12 @@
  *   clean end (the in-process failure shape), never a hang and never a bare network error.
  * - Lifecycle events are recorded on the main thread with the caller's id. The worker's own `end` ends the call's
  *   accounting; if the worker died first (or never started it), main records `error` + `end` itself.
+ * - A worker that dies before the upstream answered (no HEAD yet: nothing reached the caller) is like a connection
+ *   lost before the first byte, which the in-process client retries: the pool re-sends the call to another worker
+ *   once (`resend()`), within what is left of the queue budget. Once only, so a call that itself kills workers
+ *   costs at most two. The new worker resumes the call (CallOptions.resume): the attempts made count against the
+ *   retries, and the queue budget is what is left. The caller sees one call: one `start`, a `retry` (reason
+ *   ERR_WORKER_CRASHED), attempts numbered on.
  * - A call is forgotten once the worker said DONE (or died), not at `end`: its last bytes may still be in flight.
  * @module
  */
@@ -54,19 +60,23 @@ const ANSWERED = 1
 const REJECTED = 2
 
 export class PoolCall {
-  readonly key: number
   readonly id: string
   readonly kind: CallKind
   readonly response: Promise<Response>
   readonly #host: CallHost
-  readonly #reader: ChunkReader
-  readonly #source: ReadableStreamDefaultReader<Uint8Array>
+  #key: number
+  #reader: ChunkReader
+  #source: ReadableStreamDefaultReader<Uint8Array>
   readonly #answer: ReturnType<typeof deferred<Response>>
   readonly #clientSignal: AbortSignal | undefined
   readonly #startedAt = monotonicNow()
+  /** When the queue budget started: once the pool was up (see CallHost.started). */
+  #budgetStartedAt: number | undefined
   #deadline: ReturnType<typeof setTimeout> | undefined
   #unlink: (() => void)[] = []
   #head = PENDING
+  /** HEAD arrived (a buffered call stays PENDING until its whole body is read). */
+  #headSeen = false
   #worker: CallWorker | undefined
   #pendingShutdown: { reason: unknown } | undefined
   #status: number | undefined
@@ -77,12 +87,13 @@ export class PoolCall {
   #started = false
   #afterFirstChunk = false
   #attempts = 0
+  #resent = false
   #ended = false
   #done = false
 
   constructor(host: CallHost, key: number, id: string, kind: CallKind, reader: ChunkReader, options: CallOptions) {
     this.#host = host
-    this.key = key
+    this.#key = key
     this.id = id
     this.kind = kind
     this.#reader = reader
@@ -90,9 +101,14 @@ export class PoolCall {
     this.#answer = deferred<Response>()
     this.response = this.#answer.promise
     this.#clientSignal = options.signal
+    // A caller's resumed call (CallOptions.resume) brings its attempts and spent budget along.
+    const resumed = options.resume
+    this.#attempts = resumed?.attempts ?? 0
     host.started.then(() => {
+      this.#budgetStartedAt = monotonicNow() - (resumed?.elapsedMs ?? 0)
       if (this.#head === PENDING && !this.#done) {
-        this.#deadline = setTimeout(() => this.#queueDeadline(), host.queueTimeoutMs)
+        const budgetMs = this.#budgetStartedAt + host.queueTimeoutMs - monotonicNow()
+        this.#deadline = setTimeout(() => this.#queueDeadline(), Math.max(0, budgetMs))
       }
     }, noop)
     this.#unlink = [
@@ -101,15 +117,32 @@ export class PoolCall {
     ]
   }
 
+  /** The key the worker knows the call by (a re-sent call gets a new one: the dead worker's news cannot match). */
+  get key(): number {
+    return this.#key
+  }
+
   /** EVENT from the worker. */
   onEvent(event: StreamEvent, worker: CallWorker): void {
     this.#bind(worker)
     if (this.#ended) return
     event.id = this.id
-    if (event.type === 'start') this.#started = true
-    else if (event.type === 'acquire') this.#attempts = event.attempt
-    else if (event.type === 'firstChunk') this.#afterFirstChunk = true
-    else if (event.type === 'end') this.#markEnded()
+    switch (event.type) {
+      case 'start':
+        // A re-sent call started once, in its first worker.
+        if (this.#started) return
+        this.#started = true
+        break
+      case 'acquire':
+        this.#attempts = event.attempt
+        break
+      case 'firstChunk':
+        this.#afterFirstChunk = true
+        break
+      case 'end':
+        this.#markEnded()
+        break
+    }
     this.#host.sink(event)
   }
 
@@ -117,6 +150,7 @@ export class PoolCall {
   onHead(status: number, headers: [string, string][], worker: CallWorker): void {
     this.#bind(worker)
     if (this.#head !== PENDING) return
+    this.#headSeen = true
     this.#status = status
     if (this.kind === 'buffered') {
       void this.#readWhole(status, new Headers(headers))
@@ -157,6 +191,51 @@ export class PoolCall {
     this.#settle()
   }
 
+  /**
+   * Its worker died (piscina rejected the task): how the new worker resumes the call, or undefined when the call
+   * may not be re-sent — the upstream answered (bytes may have reached the caller), the caller left or was shut
+   * down, the call already ended, it was re-sent once, or no queue budget is left.
+   */
+  resumption(): { attempts: number; elapsedMs: number } | undefined {
+    if (this.#resent || this.#done || this.#ended || this.#headSeen || this.#head !== PENDING) return undefined
+    if (this.#budgetStartedAt === undefined || this.#reader.receivedBytes > 0) return undefined
+    const elapsedMs = monotonicNow() - this.#budgetStartedAt
+    return elapsedMs < this.#host.queueTimeoutMs ? { attempts: this.#attempts, elapsedMs } : undefined
+  }
+
+  /**
+   * Moves the call to a new key and chunk reader (for the task sent to another worker) after `cause` killed its
+   * worker; only after `resumption()` allowed it. Until the new worker takes the call, the queue deadline guards
+   * what is left of the budget (then the worker's own client does).
+   */
+  resend(key: number, reader: ChunkReader, budgetMs: number, cause: unknown): void {
+    this.#resent = true
+    const failure = this.#worker?.failure ??
+      new WorkerCrashedError('The worker thread that took this call exited before answering', { cause })
+    // Releases the old reader from the hub (its writer is gone with the worker).
+    this.#reader.fail(failure)
+    this.#key = key
+    this.#reader = reader
+    this.#source = reader.stream.getReader()
+    this.#worker = undefined
+    const base = { id: this.id, kind: this.kind }
+    if (!this.#started) {
+      this.#started = true
+      this.#host.sink({ type: 'start', ...base, at: sharedNow() })
+    }
+    this.#host.sink({
+      type: 'retry',
+      ...base,
+      at: sharedNow(),
+      attempt: this.#attempts,
+      delayMs: 0,
+      reason: (failure as { code?: string }).code ?? 'ERR_WORKER_CRASHED',
+      upstreamStatus: undefined,
+    })
+    clearTimeout(this.#deadline)
+    this.#deadline = setTimeout(() => this.#queueDeadline(), budgetMs)
+  }
+
   /** The pool is closing and this call is still running: end it like a server shutdown. */
   close(reason: unknown): void {
     this.#shutdown(reason)
@@ -185,12 +264,19 @@ export class PoolCall {
     else this.#pendingShutdown = { reason }
   }
 
-  /** No worker started the call within the queue budget (it waited in piscina's queue). */
+  /**
+   * No worker started the call within the queue budget (it waited in piscina's queue), or a re-sent call got no
+   * answer within what its first worker had left of it.
+   */
   #queueDeadline(): void {
-    if (this.#head !== PENDING || this.#started || this.#done) return
+    if (this.#head !== PENDING || this.#headSeen || this.#done) return
+    // Once a worker has the call, its client enforces the budget (a re-sent one: what is left, CallOptions.resume).
+    if (this.#resent ? this.#worker !== undefined : this.#started) return
     const { queueTimeoutMs, queueRetryAfterMs } = this.#host
     const error = new QueueTimeoutError(queueTimeoutMs, queueRetryAfterMs, {
-      message: `No worker started the call within the queue timeout of ${queueTimeoutMs} ms`,
+      message: this.#resent
+        ? `The call's worker exited, and no other worker took it over within the queue timeout of ${queueTimeoutMs} ms`
+        : `No worker started the call within the queue timeout of ${queueTimeoutMs} ms`,
     })
     this.#reject(error)
     this.#recordFailure(error)

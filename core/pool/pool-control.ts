@@ -26,6 +26,16 @@ export class ControlBatch {
     setImmediate(this.#flush)
   }
 
+  /**
+   * Posts `item` with everything batched before it at once, in order: for news main must have even if this
+   * thread dies before its next turn.
+   */
+  postNow(item: ControlItem): void {
+    if (this.#closed) return
+    this.#items.push(item)
+    this.#flush()
+  }
+
   /** Later items are dropped (the other side is gone). */
   close(): void {
     this.#closed = true

@@ -115,6 +115,11 @@ export interface CallTask {
    * Undefined for a call made while the pool was starting (startup is not charged to the queue budget).
    */
   notAfter: number | undefined
+  /**
+   * A call re-sent after its worker died before the upstream answered: the attempts made, and the `sharedNow()`
+   * its queue budget started at. The worker resumes it (CallOptions.resume) with the time elapsed since then.
+   */
+  resume?: { attempts: number; budgetStartedAt: number }
 }
 
 export const READY = 1

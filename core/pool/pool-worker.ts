@@ -89,11 +89,24 @@ export default async function runCall(task: CallTask): Promise<void> {
       })
     }
     const client = await clientReady
-    const options = { signal: writer.signal, shutdownSignal: shutdown.signal, id: String(key) }
+    const { resume } = task
+    const options = {
+      signal: writer.signal,
+      shutdownSignal: shutdown.signal,
+      id: String(key),
+      // Re-sent after another worker died under it: its attempts and queue time so far count here.
+      ...(resume && {
+        resume: { attempts: resume.attempts, elapsedMs: Math.max(0, sharedNow() - resume.budgetStartedAt) },
+      }),
+    }
     const response = task.kind === 'stream'
       ? await client.stream(task.request, options)
       : await client.complete(task.request, options)
-    control.post([HEAD, key, response.status, [...response.headers]])
+    // At once, not with the turn's batch: main re-sends a call whose worker died before it saw HEAD (the upstream
+    // had not answered, ./pool-call.ts). Batched, a crash later in this turn (another stream's transform calling
+    // process.exit()) would lose a HEAD whose answer the upstream had already given, and the call would be sent
+    // twice. Once per call: the cost is one postMessage.
+    control.postNow([HEAD, key, response.status, [...response.headers]])
     await pump(response.body, writer)
   } catch (rejected) {
     // Rejected before any byte (the same errors as in-process), or the client left.

@@ -25,7 +25,7 @@ import { deferred, settledWithin } from '../abort.ts'
 import { sharedNow } from '../clock.ts'
 import type { StreamRunner } from '../gateway/runner.ts'
 import type { StreamEvents } from '../telemetry/events.ts'
-import { checkRequest, resolveTelemetry } from '../upstream/client.ts'
+import { checkRequest, checkResume, resolveTelemetry } from '../upstream/client.ts'
 import type { CallOptions, UpstreamRequest } from '../upstream/types.ts'
 import { holdAlive } from '../keep-alive.ts'
 import { durationMs } from '../validate.ts'
@@ -142,6 +142,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     if (closing !== undefined) return Promise.reject(new PoolClosedError('The worker pool is closed'))
     try {
       checkRequest(request)
+      checkResume(callOptions.resume)
     } catch (error) {
       return Promise.reject(error)
     }
@@ -153,10 +154,35 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     calls.set(key, call)
     active++
     const { url, method, headers, body } = request
-    const notAfter = isReady ? sharedNow() + settings.queueTimeoutMs : undefined
+    const now = sharedNow()
+    const { resume } = callOptions
+    const notAfter = isReady ? now - (resume?.elapsedMs ?? 0) + settings.queueTimeoutMs : undefined
     const task: CallTask = { kind, key, channel: reader.handle, request: { url, method, headers, body }, notAfter }
-    piscina.run(task).catch((error: unknown) => call.workerFailed(error))
+    if (resume) task.resume = { attempts: resume.attempts, budgetStartedAt: now - resume.elapsedMs }
+    dispatch(call, task)
     return call.response
+  }
+
+  /** Runs `task`; if its worker dies before the upstream answered, re-sends it once (./pool-call.ts says when). */
+  function dispatch(call: PoolCall, task: CallTask): void {
+    piscina.run(task).catch((error: unknown) => {
+      const resume = closing === undefined ? call.resumption() : undefined
+      if (resume === undefined) return call.workerFailed(error)
+      const key = ++nextKey
+      const reader = hub.open()
+      const budgetMs = settings.queueTimeoutMs - resume.elapsedMs
+      calls.delete(call.key)
+      call.resend(key, reader, budgetMs, error)
+      calls.set(key, call)
+      const now = sharedNow()
+      dispatch(call, {
+        ...task,
+        key,
+        channel: reader.handle,
+        notAfter: now + budgetMs,
+        resume: { attempts: resume.attempts, budgetStartedAt: now - resume.elapsedMs },
+      })
+    })
   }
 
   async function close({ timeoutMs = 30_000 }: { timeoutMs?: number } = {}): Promise<void> {

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { startUpstream, type TestUpstream } from '../upstream/server.ts'
+import { type RequestRecord, startUpstream, type TestUpstream } from '../upstream/server.ts'
 import { type Binary, startBinary } from './binary.ts'
 import { judge } from './classify.ts'
 import { runClient } from './client.ts'
@@ -91,6 +91,8 @@ export interface SoakReport {
   attemptViolations: string[]
   /** Streams that made fewer upstream attempts than planned because overload left no budget (queue timeout). */
   retriesCutShort: number
+  /** Streams the pool re-sent to another worker after theirs died before the upstream answered. */
+  resentAfterCrash: number
   accessLog: { lines: number; malformed: number; outcomes: Record<string, number> }
   leaks: string[]
   secretLeaks: string[]
@@ -303,7 +305,7 @@ async function drive(
     scan('/metrics', await (await fetch(`${binary.url}/metrics`)).text())
     scan('/healthz', await (await fetch(`${binary.url}/healthz`)).text())
   }
-  const { problems: attemptViolations, cutShort } = checkAttempts(judged, upstream)
+  const { problems: attemptViolations, cutShort, resent } = checkAttempts(judged, upstream, options.workers > 0)
   if (context.accessLog.lines < judged.filter((stream) => stream.outcome !== 'client-abort').length) {
     leaks.push(
       `access log has ${context.accessLog.lines} lines for ${judged.length} streams: some calls were never logged`,
@@ -338,6 +340,7 @@ async function drive(
     violationSamples,
     attemptViolations,
     retriesCutShort: cutShort,
+    resentAfterCrash: resent,
     accessLog: context.accessLog,
     leaks: memory.withinBound ? leaks : [...leaks, `rss ${mib(finalBytes)} MiB above the bound ${mib(boundBytes)} MiB`],
     secretLeaks: context.secretLeaks,
@@ -368,31 +371,76 @@ interface Judged {
  * attempts its fault asks for (failTimes + 1, …), a stream that failed after its first chunk made exactly one;
  * one that met overload or left early made at most what was planned, and so may an exhausted one, whose last
  * retry is not made when it would end past the queue budget (then the upstream's status is reported after fewer
- * attempts). `cutShort` counts the streams whose retries overload cut short; the CI test bounds its share.
+ * attempts). `cutShort` counts the streams whose retries overload cut short.
+ *
+ * With workers, a call whose worker dies before main saw the upstream's answer is re-sent to another worker (once;
+ * core/pool/pool-call.ts), which resumes its attempts. The upstream cannot tell the lost attempt from others (it
+ * may even have finished writing its answer before the worker read it), so one attempt is discounted for a stream
+ * whose attempts span a worker's death — a crash plan's last attempt closing within CRASH_WINDOW_MS of the span —
+ * and for no other. A re-send that duplicated output would fail the content checks.
  */
-function checkAttempts(judged: Judged[], upstream: TestUpstream): { problems: string[]; cutShort: number } {
-  const counts = new Map<string, number>()
-  for (const record of upstream.requests) counts.set(record.id, (counts.get(record.id) ?? 0) + 1)
+/** How close to a crash plan's cut attempt another attempt must have been cut to count as lost with its worker. */
+const CRASH_WINDOW_MS = 250
+
+function checkAttempts(
+  judged: Judged[],
+  upstream: TestUpstream,
+  withWorkers: boolean,
+): { problems: string[]; cutShort: number; resent: number } {
+  const byId = new Map<string, RequestRecord[]>()
+  const crashes: number[] = []
+  for (const record of upstream.requests) {
+    const records = byId.get(record.id)
+    if (records === undefined) byId.set(record.id, [record])
+    else records.push(record)
+  }
+  for (const [id, records] of byId) {
+    if (id.endsWith('-crash')) crashes.push(records.at(-1)?.closedAt ?? Number.NaN)
+  }
+  const spansACrash = (records: RequestRecord[]): boolean => {
+    const from = (records[0]?.startedAt ?? Number.NaN) - CRASH_WINDOW_MS
+    const to = (records.at(-1)?.startedAt ?? Number.NaN) + CRASH_WINDOW_MS
+    return crashes.some((at) => at >= from && at <= to)
+  }
   const problems: string[] = []
   let cutShort = 0
+  let resent = 0
   for (const { id, fault, outcome, overload, collateral, expect } of judged) {
-    const attempts = counts.get(id) ?? 0
+    const records = byId.get(id) ?? []
+    // Attempts lost with a worker: up to this many of the stream's attempts may be ones a re-send made up for.
+    const lostToCrash = withWorkers && records.length >= 2 && spansACrash(records) ? 1 : 0
     const planned = 'attempts' in expect ? expect.attempts : 1
-    // A crash plan's worker dies at its third delta, so one with no upstream attempt never got that far: another
-    // stream's crash took its worker first (it is collateral, like any other stream on that worker).
-    const crashedByAnother = fault === 'worker-crash' && attempts === 0 && outcome === 'http:502:err_worker_crashed'
-    let ok: boolean
-    if (overload && outcome !== 'queue-timeout' && outcome !== 'error-event:queue_timeout') ok = attempts < planned
-    else if (overload || collateral || crashedByAnother || outcome === 'client-abort') ok = attempts <= planned
-    else if (outcome.startsWith('error-event:')) ok = attempts === 1
-    else if (fault === 'retry-exhaust') ok = attempts >= 1 && attempts <= planned
-    else ok = attempts === planned
-    if (ok && attempts < planned && outcome !== 'client-abort' && !crashedByAnother) cutShort++
-    if (!ok && problems.length < MAX_SAMPLES) {
-      problems.push(`${id} (${fault}, ${outcome}): ${attempts} upstream attempts, planned ${planned}`)
+    const allowed = (attempts: number): boolean => {
+      // A crash plan's worker dies at its third delta, so one with no upstream attempt never got that far: another
+      // stream's crash took its worker first (it is collateral, like any other stream on that worker).
+      const crashedByAnother = fault === 'worker-crash' && attempts === 0 && outcome === 'http:502:err_worker_crashed'
+      if (overload && outcome !== 'queue-timeout' && outcome !== 'error-event:queue_timeout') return attempts < planned
+      if (overload || collateral || crashedByAnother || outcome === 'client-abort') return attempts <= planned
+      if (outcome.startsWith('error-event:')) return attempts === 1
+      if (fault === 'retry-exhaust') return attempts >= 1 && attempts <= planned
+      return attempts === planned
     }
+    // The re-sent call resumes its attempts (a lost one counts against the retries), so the count that fits the
+    // plan may include the lost attempts or not: the highest count the plan allows.
+    let attempts: number | undefined
+    for (let counted = records.length; counted >= records.length - lostToCrash; counted--) {
+      if (allowed(counted)) {
+        attempts = counted
+        break
+      }
+    }
+    if (lostToCrash > 0 && attempts !== records.length) resent++
+    if (attempts === undefined) {
+      if (problems.length < MAX_SAMPLES) {
+        const lost = lostToCrash > 0 ? ' (one may have been lost with a worker)' : ''
+        problems.push(`${id} (${fault}, ${outcome}): ${records.length} upstream attempts${lost}, planned ${planned}`)
+      }
+      continue
+    }
+    const crashed = outcome === 'http:502:err_worker_crashed' || outcome === 'error-event:worker_crashed'
+    if (attempts < planned && outcome !== 'client-abort' && !crashed) cutShort++
   }
-  return { problems, cutShort }
+  return { problems, cutShort, resent }
 }
 
 function safeRss(binary: Binary): number {
@@ -419,7 +467,8 @@ export function formatReport(report: SoakReport): string {
   lines.push(
     `streams run: ${report.streams} in ${(report.durationMs / 1000).toFixed(1)} s ` +
       `(${report.overloaded} met overload: queue timeout or no retry budget left; ` +
-      `${report.collateral} shared a worker that another stream crashed)`,
+      `${report.collateral} shared a worker that another stream crashed, ` +
+      `${report.resentAfterCrash} re-sent to another worker after theirs died before the answer)`,
   )
   lines.push('faults:')
   for (const [fault, count] of Object.entries(report.faults)) {
