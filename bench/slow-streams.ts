@@ -1,5 +1,5 @@
 /**
- * `node --import tsx bench/slow-streams.ts [--streams 10000] [--seconds 25] [--groups 10] [--target sluice]
+ * `node --import tsx bench/slow-streams.ts [--streams 10000] [--seconds 60] [--groups 10] [--target sluice]
  *   [--upstream-http2]`
  *
  * Holds many slow streams (one token per second, like a real LLM answer) open through the sluice binary at once
@@ -31,7 +31,7 @@ import { idleRss, startRssSampler } from './e2e/rss-sampler.ts'
 const { values } = parseArgs({
   options: {
     streams: { type: 'string', default: '10000' },
-    seconds: { type: 'string', default: '25' },
+    seconds: { type: 'string', default: '60' },
     groups: { type: 'string', default: '10' },
     target: { type: 'string', default: 'sluice' },
     'upstream-http2': { type: 'boolean', default: false },
@@ -136,6 +136,13 @@ try {
     `GET /healthz during the hold (${lag.count} probes): p50 ${lag.p50.toFixed(1)} ms, p99 ${lag.p99.toFixed(1)} ms, ` +
       `max ${lag.max.toFixed(1)} ms, failed ${lag.failed}`,
   )
+  if (lag.peakActive !== undefined) {
+    const all = lag.peakActive >= streams
+    console.log(
+      `peak active streams (sampled /healthz): ${lag.peakActive} of ${streams}` +
+        (all ? ' — all open at the same moment' : ' — NOT all open at once (raise --seconds above the set-up time)'),
+    )
+  }
   process.exitCode = errorCount === 0 && completed === streams ? 0 : 1
 } finally {
   await target?.stop()
@@ -161,17 +168,26 @@ async function loadgen(
 }
 
 /** Latency of `GET /healthz` every 200 ms: how long the target's event loop takes to get to a new request. */
-function startHealthProbe(origin: string): { stop(): ReturnType<typeof distribution> & { failed: number } } {
+/**
+ * Samples `GET /healthz` every 200 ms: its latency (event-loop delay) and the gateway's `active` count, whose peak
+ * says whether all streams were open at the same moment (the naive proxy has no /healthz: no peak).
+ */
+function startHealthProbe(
+  origin: string,
+): { stop(): ReturnType<typeof distribution> & { failed: number; peakActive: number | undefined } } {
   const latencies: number[] = []
   let failed = 0
+  let peakActive: number | undefined
   let stopped = false
   void (async () => {
     while (!stopped) {
       const started = performance.now()
       try {
         const response = await fetch(`${origin}/healthz`, { signal: AbortSignal.timeout(10_000) })
-        await response.arrayBuffer()
+        const text = await response.text()
         latencies.push(performance.now() - started)
+        const active = activeOf(text)
+        if (active !== undefined) peakActive = Math.max(peakActive ?? 0, active)
       } catch {
         failed++
       }
@@ -181,8 +197,17 @@ function startHealthProbe(origin: string): { stop(): ReturnType<typeof distribut
   return {
     stop() {
       stopped = true
-      return { ...distribution(latencies), failed }
+      return { ...distribution(latencies), failed, peakActive }
     },
+  }
+}
+
+function activeOf(text: string): number | undefined {
+  try {
+    const active = (JSON.parse(text) as { active?: unknown }).active
+    return typeof active === 'number' ? active : undefined
+  } catch {
+    return undefined
   }
 }
 
