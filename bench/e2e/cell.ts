@@ -20,6 +20,8 @@ export interface CellSpec {
   requests: number
   maxSeconds: number
   pin: boolean
+  /** Warmup streams before measuring (at least C of them). */
+  warmup: number
 }
 
 export interface CellResult {
@@ -65,7 +67,7 @@ export async function runCell(spec: CellSpec): Promise<CellResult> {
       })
     }
     // At least C warmup streams, so all C client connections are open before measuring (see runLoad).
-    const warmup = Math.max(50, workload.concurrency)
+    const warmup = Math.max(spec.warmup, workload.concurrency)
     const argv = [
       ...runtimeCommand('node', 'bench/loadgen.ts'),
       '--json',

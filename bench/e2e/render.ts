@@ -104,6 +104,8 @@ export interface RunContext {
   skipped: readonly { target: Target; missing: string[] }[]
   workloads: readonly Workload[]
   requestsFor: (workload: Workload) => number
+  /** Warmup streams per cell (at least C). */
+  warmup: number
 }
 
 export function resultsMarkdown(context: RunContext, summaries: readonly CellSummary[]): string {
@@ -126,7 +128,8 @@ export function resultsMarkdown(context: RunContext, summaries: readonly CellSum
     `- ${context.pinned ? 'Pinned with taskset: target on CPU 0, test upstream + load generator on CPU 1.'
       : 'Not pinned (needs 2+ cores and taskset).'}`,
     `- ${context.runs} run(s) per cell${context.quick ? ' (--quick)' : ''}, median reported; cells in shuffled ` +
-      `order (seed ${context.seed}); fresh upstream and target processes per cell; warmup streams before each.`,
+      `order (seed ${context.seed}); fresh upstream and target processes per cell; ` +
+      `${context.warmup} warmup streams (at least C) before each, not measured.`,
     '',
     '## Workloads',
     '',
