@@ -4,7 +4,6 @@
  * and a graceful drain on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs'
-import { setFlagsFromString } from 'node:v8'
 import { createGatewayFromConfig, type RunnerLimits } from '../../core/gateway/from-config.ts'
 import type { StreamRunner } from '../../core/gateway/runner.ts'
 import { createStreamRunner } from '../../core/pool/stream-runner.ts'
@@ -30,21 +29,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   await run(command.config)
 }
 
-/**
- * V8's heap growing factor, for the binary only (the library leaves its host's V8 alone). Tokens arrive about
- * once a second per stream, and what waits for the next one (the pending reads' promises, frames and timers)
- * outlives the young generation, so a slow stream's garbage ends up in the old one, collected only when the old
- * generation reaches its limit: V8 sets that to up to 4× the live heap, so RSS grew with the garbage, not the
- * streams (bench/slow-streams.ts, 2000 streams × 1 token/s over h2c, Node 20.20: 81 MiB live after a forced GC,
- * 244 MiB heap before it). 1.5× instead: peak RSS 353 → 235 MiB (134 → 74 KiB per stream), at the cost of more
- * full GCs (4 → 11 in the run, their pauses 48 → 304 ms in total; mostly concurrent marking) and ~14% more CPU
- * in that run (9.8 → 11.2 s). V8 reads the flag each time it sets a new limit, so setting it here, before any
- * stream, is as good as on the command line; it never lowers the limit below V8's minimum for small heaps.
- */
-const HEAP_GROWING_PERCENT = 50
-
 async function run(config: CliConfig): Promise<void> {
-  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`)
   // undici's dispatcher for a real upstream, unless --upstream-client fetch (./upstream-fetch.ts says why).
   const upstreamFetch = config.upstream && config.upstreamClient === 'undici'
     ? createUpstreamFetch({ http2: config.upstreamHttp2 })
