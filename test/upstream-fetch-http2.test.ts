@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createUpstreamFetch, type UpstreamFetch } from '../adapters/node/upstream-fetch.ts'
 import { STREAMS_PER_CONNECTION } from '../adapters/node/http2-pool.ts'
 import { sharedNow } from '../core/clock.ts'
-import { type Behaviour, mockModel } from './upstream/behaviour.ts'
+import { chatInit } from './upstream/behaviour.ts'
 import { startUpstream, type TestUpstream } from './upstream/server.ts'
 
 let h2c: TestUpstream
@@ -24,19 +24,6 @@ afterAll(async () => {
   await Promise.all([h2c?.close(), http1?.close()])
   await Promise.all([h2Fetch?.close(), h1Fetch?.close()])
 })
-
-type Fields = Partial<Record<keyof Behaviour, string | number | boolean>>
-
-/** A streaming chat request as the gateway sends it (`redirect: 'error'`, so the undici path). */
-function chat(fields: Fields, init: RequestInit = {}): RequestInit {
-  return {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-    body: JSON.stringify({ model: mockModel(fields), stream: true, messages: [{ role: 'user', content: 'hi' }] }),
-    redirect: 'error',
-    ...init,
-  }
-}
 
 const chatUrl = (upstream: TestUpstream): string => `${upstream.url}/chat/completions`
 
@@ -55,7 +42,7 @@ describe('the http2 option', () => {
   test('http2: false and absent are HTTP/1.1 (the h2c upstream sees no request it can parse)', async () => {
     const f = createUpstreamFetch({ http2: false })
     try {
-      const error = await f(chatUrl(h2c), chat({ id: 'h1-to-h2c' })).catch((e: unknown) => e)
+      const error = await f(chatUrl(h2c), chatInit({ id: 'h1-to-h2c' })).catch((e: unknown) => e)
       expect(error).toBeInstanceOf(TypeError)
     } finally {
       await f.close()
@@ -65,7 +52,7 @@ describe('the http2 option', () => {
 
 describe('over h2c', () => {
   test('a stream arrives chunk by chunk with the bytes, status and headers HTTP/1.1 gets', async () => {
-    const response = await h2Fetch(chatUrl(h2c), chat({ id: 'h2-stream', chunks: 5, delay: 20 }))
+    const response = await h2Fetch(chatUrl(h2c), chatInit({ id: 'h2-stream', chunks: 5, delay: 20 }))
     expect(response.status).toBe(200)
     expect(response.headers.get('content-type')).toBe('text/event-stream; charset=utf-8')
     expect(response.headers.get('x-request-id')).toBe('h2-stream')
@@ -75,7 +62,7 @@ describe('over h2c', () => {
     expect(h2c.attempts('h2-stream')[0]!.closedAt).toBeUndefined()
     let text = Buffer.from(first.value!).toString('utf8')
     for (let next = await reader.read(); !next.done; next = await reader.read()) text += Buffer.from(next.value).toString()
-    const reference = await h1Fetch(chatUrl(http1), chat({ id: 'h2-stream', chunks: 5, delay: 20 }))
+    const reference = await h1Fetch(chatUrl(http1), chatInit({ id: 'h2-stream', chunks: 5, delay: 20 }))
     expect(comparable(text)).toBe(comparable(await reference.text()))
     expect((await h2c.waitForClosed('h2-stream')).outcome).toBe('completed')
   })
@@ -88,7 +75,7 @@ describe('over h2c', () => {
       const count = STREAMS_PER_CONNECTION * 2
       const texts = await Promise.all(
         Array.from({ length: count }, async (_, index) => {
-          const response = await f(chatUrl(h2c), chat({ id: `h2-many-${index}`, chunks: 3, delay: 50 }))
+          const response = await f(chatUrl(h2c), chatInit({ id: `h2-many-${index}`, chunks: 3, delay: 50 }))
           return response.text()
         }),
       )
@@ -101,7 +88,7 @@ describe('over h2c', () => {
   })
 
   test("the body's cancel() mid-stream resets the stalled upstream's stream quickly; the connection stays", async () => {
-    const response = await h2Fetch(chatUrl(h2c), chat({ id: 'h2-cancel', chunks: 5, stallAfter: 2 }))
+    const response = await h2Fetch(chatUrl(h2c), chatInit({ id: 'h2-cancel', chunks: 5, stallAfter: 2 }))
     const reader = response.body!.getReader()
     await h2c.waitFor('h2-cancel', (record) => record.chunksWritten === 2)
     await reader.read()
@@ -114,12 +101,12 @@ describe('over h2c', () => {
     expect(closed.closedAt! - cancelledAt).toBeLessThan(500)
     // Only the stream went: the connection carries the next request.
     expect(h2c.openConnections()).toBe(open)
-    expect(await (await h2Fetch(chatUrl(h2c), chat({ id: 'h2-after-cancel', chunks: 1 }))).text()).toContain('[DONE]')
+    expect(await (await h2Fetch(chatUrl(h2c), chatInit({ id: 'h2-after-cancel', chunks: 1 }))).text()).toContain('[DONE]')
   })
 
   test('aborting mid-body: the pending read rejects with the exact reason, the upstream stream closes', async () => {
     const controller = new AbortController()
-    const response = await h2Fetch(chatUrl(h2c), chat({ id: 'h2-abort', stallAfter: 1 }, { signal: controller.signal }))
+    const response = await h2Fetch(chatUrl(h2c), chatInit({ id: 'h2-abort', stallAfter: 1 }, { signal: controller.signal }))
     const reader = response.body!.getReader()
     await reader.read()
     const pending = reader.read()
@@ -135,8 +122,8 @@ describe('over h2c', () => {
     ['400', { fail: 400 }],
   ])('an error status before the first byte (%s): the same status, headers and body as HTTP/1.1', async (_, fields) => {
     const [h2, h1] = await Promise.all([
-      h2Fetch(chatUrl(h2c), chat({ id: `h2-fail-${fields.fail}`, ...fields })),
-      h1Fetch(chatUrl(http1), chat({ id: `h2-fail-${fields.fail}`, ...fields })),
+      h2Fetch(chatUrl(h2c), chatInit({ id: `h2-fail-${fields.fail}`, ...fields })),
+      h1Fetch(chatUrl(http1), chatInit({ id: `h2-fail-${fields.fail}`, ...fields })),
     ])
     expect(h2.status).toBe(h1.status)
     expect(h2.headers.get('retry-after')).toBe(h1.headers.get('retry-after'))
@@ -149,14 +136,14 @@ describe('over h2c', () => {
     await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve))
     const { port } = dead.address() as AddressInfo
     await new Promise<void>((resolve) => dead.close(() => resolve()))
-    const error = await h2Fetch(`http://127.0.0.1:${port}/v1/chat/completions`, chat({})).catch((e: unknown) => e)
+    const error = await h2Fetch(`http://127.0.0.1:${port}/v1/chat/completions`, chatInit({})).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(TypeError)
     expect(error).toMatchObject({ message: 'fetch failed', cause: { code: 'ECONNREFUSED' } })
   })
 
   test('an HTTP/1.1-only upstream fails the request at once (a TypeError), it does not hang', async () => {
     const startedAt = Date.now()
-    const error = await h2Fetch(chatUrl(http1), chat({ id: 'h2-to-h1' })).catch((e: unknown) => e)
+    const error = await h2Fetch(chatUrl(http1), chatInit({ id: 'h2-to-h1' })).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(TypeError)
     expect(error).toMatchObject({ message: 'fetch failed' })
     expect(Date.now() - startedAt).toBeLessThan(2_000)

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest'
 import { createUpstreamFetch, type UpstreamFetch, type UpstreamFetchOptions } from '../adapters/node/upstream-fetch.ts'
 import { sharedNow } from '../core/clock.ts'
-import { type Behaviour, mockModel } from './upstream/behaviour.ts'
+import { chatInit } from './upstream/behaviour.ts'
 import { startUpstream, type TestUpstream } from './upstream/server.ts'
 
 /**
@@ -45,22 +45,6 @@ function upstreamFetch(options?: UpstreamFetchOptions): UpstreamFetch {
 }
 
 const chatUrl = (): string => `${upstream.url}/chat/completions`
-
-type Fields = Partial<Record<keyof Behaviour, string | number | boolean>>
-
-/**
- * A streaming chat request to the test upstream, with `redirect: 'error'` as the gateway sends it (not the default
- * 'follow', which is handed to the global fetch).
- */
-function chat(fields: Fields, init: RequestInit = {}): RequestInit {
-  return {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-    body: JSON.stringify({ model: mockModel(fields), stream: true, messages: [{ role: 'user', content: 'hi' }] }),
-    redirect: 'error',
-    ...init,
-  }
-}
 
 /** Reads `reader` until `bytes` bytes arrived, so that the next read waits for the upstream. */
 async function readBytes(reader: ReadableStreamDefaultReader<Uint8Array>, bytes: number): Promise<void> {
@@ -115,7 +99,7 @@ describe('streaming responses', () => {
   test('a streaming POST: a web stream of the bytes the global fetch gets, each chunk as it is sent', async () => {
     const f = upstreamFetch()
     const globalFetch = vi.spyOn(globalThis, 'fetch')
-    const response = await f(chatUrl(), chat({ id: 'stream', chunks: 5, delay: 30 }))
+    const response = await f(chatUrl(), chatInit({ id: 'stream', chunks: 5, delay: 30 }))
     // The undici path, not the delegation to the global fetch.
     expect(globalFetch).not.toHaveBeenCalled()
     globalFetch.mockRestore()
@@ -133,7 +117,7 @@ describe('streaming responses', () => {
     expect(parts.length).toBeGreaterThan(1)
     const bytes = Buffer.concat(parts)
 
-    const reference = await globalThis.fetch(chatUrl(), chat({ id: 'stream', chunks: 5, delay: 30 }))
+    const reference = await globalThis.fetch(chatUrl(), chatInit({ id: 'stream', chunks: 5, delay: 30 }))
     expect(comparable(bytes)).toBe(comparable(await readAll(reference.body!)))
     expect(comparable(bytes)).toContain('"content":"w4 "')
     expect((await upstream.waitForClosed('stream')).outcome).toBe('completed')
@@ -180,7 +164,7 @@ describe('cancel and abort', () => {
     const f = upstreamFetch()
     const delay = await fastestOf(3, async (round) => {
       const id = `cancel-${round}`
-      const response = await f(chatUrl(), chat({ id, chunks: 5, stallAfter: 2 }))
+      const response = await f(chatUrl(), chatInit({ id, chunks: 5, stallAfter: 2 }))
       const reader = response.body!.getReader()
       const record = await upstream.waitFor(id, (r) => r.chunksWritten === 2)
       await readBytes(reader, record.bytesWritten)
@@ -205,7 +189,7 @@ describe('cancel and abort', () => {
     const delay = await fastestOf(3, async (round) => {
       const id = `abort-body-${round}`
       const controller = new AbortController()
-      const response = await f(chatUrl(), chat({ id, chunks: 5, stallAfter: 1 }, { signal: controller.signal }))
+      const response = await f(chatUrl(), chatInit({ id, chunks: 5, stallAfter: 1 }, { signal: controller.signal }))
       const reader = response.body!.getReader()
       const record = await upstream.waitFor(id, (r) => r.chunksWritten === 1)
       await readBytes(reader, record.bytesWritten)
@@ -226,7 +210,7 @@ describe('cancel and abort', () => {
   test('aborting before the headers rejects the fetch with the reason and closes the connection', async () => {
     const f = upstreamFetch()
     const controller = new AbortController()
-    const pending = f(chatUrl(), chat({ id: 'abort-headers', headerDelay: 5_000 }, { signal: controller.signal }))
+    const pending = f(chatUrl(), chatInit({ id: 'abort-headers', headerDelay: 5_000 }, { signal: controller.signal }))
     await upstream.waitFor('abort-headers', () => true)
     const reason = new Error('client left early')
     const abortedAt = sharedNow()
@@ -242,8 +226,8 @@ describe('cancel and abort', () => {
     // One connection: had the aborted request been dispatched, it would be ahead of the next one on it.
     const f = upstreamFetch({ connections: 1 })
     const reason = new Error('too late')
-    await expect(f(chatUrl(), chat({ id: 'pre-aborted' }, { signal: AbortSignal.abort(reason) }))).rejects.toBe(reason)
-    const response = await f(chatUrl(), chat({ id: 'after' }))
+    await expect(f(chatUrl(), chatInit({ id: 'pre-aborted' }, { signal: AbortSignal.abort(reason) }))).rejects.toBe(reason)
+    const response = await f(chatUrl(), chatInit({ id: 'after' }))
     await readAll(response.body!)
     expect(upstream.requests.map((record) => record.id)).toEqual(['after'])
   })
@@ -255,7 +239,7 @@ describe('network errors and redirects', () => {
     const closedPort = server.url
     await server.close()
     const f = upstreamFetch()
-    const error = await f(`${closedPort}/v1/chat/completions`, chat({})).catch((e: unknown) => e)
+    const error = await f(`${closedPort}/v1/chat/completions`, chatInit({})).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(TypeError)
     expect(error).toMatchObject({ message: 'fetch failed', cause: { code: 'ECONNREFUSED' } })
   })
@@ -375,13 +359,13 @@ describe('backpressure', () => {
     const chunks = 4_000
     const pad = 16_000 // ≈ 64 MB in all, far more than socket buffers and undici's 64 KiB hold
     const f = upstreamFetch()
-    const response = await f(chatUrl(), chat({ id: 'unread', chunks, pad }))
+    const response = await f(chatUrl(), chatInit({ id: 'unread', chunks, pad }))
     const record = await upstream.waitFor('unread', (r) => r.paused)
     // Other streams, each read to its end, give the event loop many turns (no timer). A fetch that read ahead into
     // memory would keep draining the unread body meanwhile (megabytes per stream); a bounded one has the upstream
     // stuck in one write once the socket buffers and undici's 64 KiB are full.
     const readOther = async (id: string): Promise<void> => {
-      const other = await f(chatUrl(), chat({ id, chunks: 200, pad: 10_000 }))
+      const other = await f(chatUrl(), chatInit({ id, chunks: 200, pad: 10_000 }))
       expect(comparable(await readAll(other.body!))).toContain(`"content":"w199 ${'x'.repeat(10_000)}"`)
     }
     await readOther('settle')
@@ -421,10 +405,10 @@ describe('options and close()', () => {
 
   test('valid options are used: connections: 1 makes a second request wait for the first connection', async () => {
     const f = upstreamFetch({ connections: 1, keepAliveTimeoutMs: 1, connectTimeoutMs: 1_000 })
-    const first = await f(chatUrl(), chat({ id: 'holder', chunks: 3, stallAfter: 1 }))
-    const second = f(chatUrl(), chat({ id: 'queued', chunks: 1 }))
+    const first = await f(chatUrl(), chatInit({ id: 'holder', chunks: 3, stallAfter: 1 }))
+    const second = f(chatUrl(), chatInit({ id: 'queued', chunks: 1 }))
     // A full request through the global fetch (its own connection) lets the queued one reach the upstream if it could.
-    await readAll((await globalThis.fetch(chatUrl(), chat({ id: 'probe' }))).body!)
+    await readAll((await globalThis.fetch(chatUrl(), chatInit({ id: 'probe' }))).body!)
     expect(upstream.attempts('queued')).toHaveLength(0)
     await first.body!.cancel()
     const holder = await upstream.waitForClosed('holder')
@@ -434,7 +418,7 @@ describe('options and close()', () => {
 
   test('close() waits for a body in use; then a fetch rejects with a TypeError and close() rejects', async () => {
     const f = upstreamFetch()
-    const response = await f(chatUrl(), chat({ id: 'in-use', chunks: 4, delay: 20 }))
+    const response = await f(chatUrl(), chatInit({ id: 'in-use', chunks: 4, delay: 20 }))
     let closed = false
     const closing = f.close().then(() => (closed = true))
     const reader = response.body!.getReader()
@@ -446,7 +430,7 @@ describe('options and close()', () => {
     await closing
     expect((await upstream.waitForClosed('in-use')).outcome).toBe('completed')
 
-    const error = await f(chatUrl(), chat({ id: 'after-close' })).catch((e: unknown) => e)
+    const error = await f(chatUrl(), chatInit({ id: 'after-close' })).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(TypeError)
     expect(error).toMatchObject({ message: 'fetch failed', cause: { code: 'UND_ERR_DESTROYED' } })
     await expect(f.close()).rejects.toMatchObject({ code: 'UND_ERR_DESTROYED' })
@@ -458,7 +442,7 @@ describe('keep-alive', () => {
   test('two sequential requests on one fetch reuse one upstream connection', async () => {
     const f = upstreamFetch()
     for (const id of ['first', 'second']) {
-      const response = await f(chatUrl(), chat({ id, chunks: 3 }))
+      const response = await f(chatUrl(), chatInit({ id, chunks: 3 }))
       await readAll(response.body!)
       expect((await upstream.waitForClosed(id)).outcome).toBe('completed')
       // undici hands a finished socket back to its pool one event-loop turn (a setImmediate) after the response

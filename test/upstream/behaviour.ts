@@ -81,13 +81,30 @@ const FLAG_FIELDS = ['midEvent', 'noDone'] as const
 let anonymous = 0
 
 /** Builds a `model` string from behaviour fields: `mockModel({ id: 'r1', chunks: 3 })` → `mock?id=r1&chunks=3`. */
-export function mockModel(fields: Partial<Record<keyof Behaviour, string | number | boolean>>): string {
+export function mockModel(fields: BehaviourFields): string {
   const params = new URLSearchParams()
   for (const [key, value] of Object.entries(fields)) {
     if (value === undefined || value === false) continue
     params.set(key, value === true ? '1' : String(value))
   }
   return `mock?${params.toString()}`
+}
+
+/** Behaviour fields as `mockModel` takes them. */
+export type BehaviourFields = Partial<Record<keyof Behaviour, string | number | boolean>>
+
+/**
+ * A streaming chat request's `RequestInit` for a fetch-compatible client, with `redirect: 'error'` as the gateway
+ * sends it (the upstream fetches hand the default 'follow' to the global fetch).
+ */
+export function chatInit(fields: BehaviourFields, init: RequestInit = {}): RequestInit {
+  return {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+    body: JSON.stringify({ model: mockModel(fields), stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+    redirect: 'error',
+    ...init,
+  }
 }
 
 /** Parses a `model` string over `defaults`; unknown parameters throw so a typo cannot silently do nothing. */
