@@ -320,7 +320,7 @@ function driveStreams(pool: Pool, options: DriveOptions): Promise<DriveResult> {
           } else if (status !== 200) {
             httpError(status)
           } else if (counter.errorEvents > 0) {
-            fail('errorEvent', 'error event in the stream')
+            fail('errorEvent', `error event in the stream: ${counter.firstErrorData ?? '(event: error)'}`)
           } else if (!counter.done) {
             fail('truncated', `body ended after ${counter.events} events without [DONE]`)
           } else {
@@ -337,7 +337,7 @@ function driveStreams(pool: Pool, options: DriveOptions): Promise<DriveResult> {
           } else if (status !== 0 && status !== 200) {
             httpError(status)
           } else if (counter.errorEvents > 0) {
-            fail('errorEvent', 'error event in the stream')
+            fail('errorEvent', `error event in the stream: ${counter.firstErrorData ?? '(event: error)'}`)
           } else {
             const code = (error as { code?: string }).code
             fail(classifyFailure(error, responseStarted), `${code ?? error.name}: ${error.message}`)

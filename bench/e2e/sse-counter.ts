@@ -40,6 +40,8 @@ export class SseCounter {
   /** Data events, not counting `[DONE]` and error events. */
   events = 0
   errorEvents = 0
+  /** The start of the first error event's data line (up to 200 bytes of what the line's chunk held), for reports. */
+  firstErrorData: string | undefined
   done = false
   /** Data events that arrived after `[DONE]`: a protocol error in the target. */
   eventsAfterDone = 0
@@ -97,6 +99,7 @@ export class SseCounter {
         this.state = IN_DONE_EVENT
       } else if (startsWith(line, value, end, ERROR_OBJECT)) {
         this.errorEvents++
+        this.firstErrorData ??= new TextDecoder().decode(line.subarray(value, Math.min(end, value + 200)))
         this.state = IN_ERROR_EVENT
       } else if (this.done) {
         this.eventsAfterDone++
