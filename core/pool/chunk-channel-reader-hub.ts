@@ -15,6 +15,7 @@
 import { SluiceError } from '../errors.ts'
 import { holdAlive } from '../keep-alive.ts'
 import { positiveInteger } from '../validate.ts'
+import { WorkerCrashedError } from './pool-errors.ts'
 import { FrameBatch } from './chunk-channel-batch.ts'
 import { type ChunkPort, listenForBatches } from './chunk-channel-port.ts'
 import {
@@ -135,11 +136,13 @@ class PortLink implements ChunkLink, ReaderLink {
     this.#batch = new FrameBatch(port, Number.MAX_SAFE_INTEGER)
     this.#readers = readers
     // Safety net for a pool that misses its worker's 'exit': a dead worker's port closes, and nothing bound to it
-    // may wait forever.
+    // may wait forever. A WorkerCrashedError (502), the same as the pool's own: the port can close before the pool
+    // sees the 'exit', and a buffered body or a passed-through 4xx body read then must fail as a crash, not as an
+    // error without a status (the chaos soak saw those become 500s once HEAD left the worker before the body).
     this.#stopListening = listenForBatches(
       port,
       (batch) => this.#receive(batch),
-      () => this.fail(new SluiceError('ERR_WORKER_CRASHED', PORT_CLOSED)),
+      () => this.fail(new WorkerCrashedError(PORT_CLOSED)),
     )
   }
 
