@@ -2,16 +2,13 @@
 // deno-upstream-fetch.ts), against the test upstream for streams, cancellation, aborts and cuts, and a raw
 // node:net server here for what the test upstream cannot send (redirects, 204, HEAD, 103, gzip, a response
 // without framing, repeated headers, a keep-alive connection the server drops while it is idle).
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import { createServer, type Server, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, expect, test } from 'vitest'
 import { runScenario } from './_runtimes.ts'
+import { makeTestCertificate } from './_tls.ts'
 import { expectedContent } from './upstream/behaviour.ts'
 import { startUpstream, type TestUpstream } from './upstream/server.ts'
 
@@ -104,37 +101,18 @@ function startRawServer(): Promise<{ server: Server; origin: string; connections
   })
 }
 
-/**
- * An https server with a throwaway certificate for 127.0.0.1 (made by openssl, when there is one), streaming a
- * chunked body in three writes. A CA and a leaf it signs: rustls (Deno's TLS) rejects a self-signed CA
- * certificate used as the server's own (CaUsedAsEndEntity).
- */
+/** An https server with a throwaway certificate for 127.0.0.1 (./_tls.ts), streaming a chunked body in three writes. */
 async function startHttpsServer(): Promise<{ server: HttpsServer; origin: string; ca: string } | undefined> {
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-tls-'))
-  const at = (name: string): string => join(dir, name)
-  const openssl = (...args: string[]): boolean => spawnSync('openssl', args).status === 0
-  try {
-    writeFileSync(at('leaf.ext'), 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n')
-    const made = openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=sluice-test-ca',
-      '-keyout', at('ca.key'), '-out', at('ca.pem')) &&
-      openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', at('leaf.key'),
-        '-out', at('leaf.csr')) &&
-      openssl('x509', '-req', '-in', at('leaf.csr'), '-CA', at('ca.pem'), '-CAkey', at('ca.key'), '-CAcreateserial',
-        '-days', '1', '-extfile', at('leaf.ext'), '-out', at('leaf.pem'))
-    if (!made) return undefined
-    const tls = { cert: readFileSync(at('leaf.pem')), key: readFileSync(at('leaf.key')) }
-    const server = createHttpsServer(tls, (_request, response) => {
-      response.writeHead(200, { 'content-type': 'text/event-stream' })
-      response.write('data: 1\n\n')
-      setTimeout(() => response.write('data: 2\n\n'), 5)
-      setTimeout(() => response.end('data: [DONE]\n\n'), 10)
-    })
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const ca = readFileSync(at('ca.pem'), 'utf8')
-    return { server, origin: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, ca }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
+  const certificate = makeTestCertificate()
+  if (certificate === undefined) return undefined
+  const server = createHttpsServer(certificate, (_request, response) => {
+    response.writeHead(200, { 'content-type': 'text/event-stream' })
+    response.write('data: 1\n\n')
+    setTimeout(() => response.write('data: 2\n\n'), 5)
+    setTimeout(() => response.end('data: [DONE]\n\n'), 10)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { server, origin: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, ca: certificate.ca }
 }
 
 let upstream: TestUpstream

@@ -1,12 +1,15 @@
 // createUpstreamFetch({ http2: true }) against the test upstream in its h2c mode, over loopback: the same bytes,
-// errors and cancellation as over HTTP/1.1, and many streams on few connections. (https with ALPN needs a trusted
-// certificate, which createUpstreamFetch has no option for; the h2c path shares everything but the connector.)
+// errors and cancellation as over HTTP/1.1, and many streams on few connections. Over https (a throwaway CA made by
+// openssl, trusted with `caCerts`): h2 negotiated by ALPN, and an upstream that picks HTTP/1.1 refused.
 import { createServer } from 'node:http'
+import { createSecureServer, type Http2SecureServer } from 'node:http2'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, test } from 'vitest'
 import { createUpstreamFetch, type UpstreamFetch } from '../adapters/node/upstream-fetch.ts'
 import { STREAMS_PER_CONNECTION } from '../adapters/node/http2-pool.ts'
 import { sharedNow } from '../core/clock.ts'
+import { makeTestCertificate, type TestCertificate } from './_tls.ts'
 import { chatInit } from './upstream/behaviour.ts'
 import { startUpstream, type TestUpstream } from './upstream/server.ts'
 
@@ -147,5 +150,83 @@ describe('over h2c', () => {
     expect(error).toBeInstanceOf(TypeError)
     expect(error).toMatchObject({ message: 'fetch failed' })
     expect(Date.now() - startedAt).toBeLessThan(2_000)
+  })
+})
+
+/** An SSE answer in three writes, and the HTTP version the server saw. */
+function sseHandler(versions: string[]) {
+  return (request: { httpVersion: string }, response: import('node:http').ServerResponse): void => {
+    versions.push(request.httpVersion)
+    response.writeHead(200, { 'content-type': 'text/event-stream' })
+    response.write('data: 1\n\n')
+    setTimeout(() => response.write('data: 2\n\n'), 5)
+    setTimeout(() => response.end('data: [DONE]\n\n'), 10)
+  }
+}
+
+const certificate: TestCertificate | undefined = makeTestCertificate()
+
+describe.skipIf(certificate === undefined)('over https (skipped where openssl made no certificate)', () => {
+  const versions: string[] = []
+  let h2s: Http2SecureServer
+  let h1s: HttpsServer
+  const origin = (server: { address(): unknown }): string =>
+    `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+  beforeAll(async () => {
+    const tls = { cert: certificate!.cert, key: certificate!.key }
+    h2s = createSecureServer(tls, sseHandler(versions) as never)
+    h1s = createHttpsServer(tls, sseHandler(versions) as never)
+    const listen = (server: Http2SecureServer | HttpsServer): Promise<void> =>
+      new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+    await Promise.all([listen(h2s), listen(h1s)])
+  })
+  afterAll(() => {
+    h2s?.close()
+    h1s?.close()
+  })
+
+  test('h2 by ALPN with a CA from caCerts: the whole stream, over HTTP/2', async () => {
+    const f = createUpstreamFetch({ http2: true, caCerts: [certificate!.ca] })
+    try {
+      const response = await f(`${origin(h2s)}/sse`, { redirect: 'error' })
+      expect(await response.text()).toBe('data: 1\n\ndata: 2\n\ndata: [DONE]\n\n')
+      expect(versions.at(-1)).toBe('2.0')
+    } finally {
+      await f.close()
+    }
+  })
+
+  test('an https upstream that picks HTTP/1.1 is refused with a message that says so', async () => {
+    const f = createUpstreamFetch({ http2: true, caCerts: [certificate!.ca] })
+    try {
+      const error = await f(`${origin(h1s)}/sse`, { redirect: 'error' }).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(TypeError)
+      const cause = String((error as { cause?: unknown }).cause)
+      expect(cause).toMatch(/did not negotiate HTTP\/2 \(ALPN: (none|http\/1\.1)\)/)
+    } finally {
+      await f.close()
+    }
+  })
+
+  test('caCerts is trusted on HTTP/1.1 too; without it the certificate is refused', async () => {
+    const trusting = createUpstreamFetch({ caCerts: [certificate!.ca] })
+    const plain = createUpstreamFetch()
+    try {
+      const response = await trusting(`${origin(h1s)}/sse`, { redirect: 'error' })
+      expect(await response.text()).toContain('data: [DONE]')
+      expect(versions.at(-1)).toBe('1.1')
+      const error = await plain(`${origin(h1s)}/sse`, { redirect: 'error' }).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(TypeError)
+      expect((error as { cause?: { code?: string } }).cause?.code).toMatch(/CERT|SIGNED|VERIFY/)
+    } finally {
+      await Promise.all([trusting.close(), plain.close()])
+    }
+  })
+
+  test.each([
+    ['x', 'Expected `caCerts` to be an array of PEM strings, got `x` (string)'],
+    [[1], 'Expected `caCerts` to be an array of PEM strings, got `1` (object)'],
+  ])('caCerts: %j is rejected naming the option and the value', (value, message) => {
+    expect(() => createUpstreamFetch({ caCerts: value as unknown as string[] })).toThrow(message)
   })
 })

@@ -32,6 +32,8 @@ export interface Http2PoolOptions {
   connections: number | null
   keepAliveTimeout: number
   connectTimeout: number
+  /** Trusted certificates for TLS (Node's `ca`), or undefined for Node's default roots. */
+  ca: string[] | undefined
 }
 
 /** The part of undici's dispatcher API the upstream fetch uses, over HTTP/2 connections. */
@@ -41,7 +43,7 @@ export interface Http2Pool {
 }
 
 export function createHttp2Pool(options: Http2PoolOptions): Http2Pool {
-  const connect = h2Connector(options.connectTimeout)
+  const connect = h2Connector(options.connectTimeout, options.ca)
   const origins = new Map<string, Client[]>()
   let closed = false
 
@@ -100,9 +102,11 @@ function leastLoaded(clients: readonly Client[]): Client {
  * picks HTTP/1.1 is refused, not used: these clients send up to 100 requests at once per connection, which over
  * HTTP/1.1 is pipelining, and an SSE stream at the head of a pipeline holds every request behind it.
  */
-function h2Connector(timeout: number): buildConnector.connector {
+function h2Connector(timeout: number, ca: string[] | undefined): buildConnector.connector {
   // `useH2c` is read by undici 7.30's lib/core/connect.js but missing from its types: not an object literal here.
-  const h2: buildConnector.BuildOptions = Object.assign({ allowH2: true, timeout }, { useH2c: true })
+  const h2: buildConnector.BuildOptions = Object.assign({ allowH2: true, timeout, ...(ca ? { ca } : {}) }, {
+    useH2c: true,
+  })
   const connect = buildConnector(h2)
   return (connectOptions, callback) => {
     connect(connectOptions, (error, socket) => {

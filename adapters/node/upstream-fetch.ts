@@ -18,6 +18,7 @@
  * h2c with prior knowledge over http (the upstream must serve h2c). Same Response, body and errors as HTTP/1.1.
  * @module
  */
+import { rootCertificates } from 'node:tls'
 import { Agent } from 'undici'
 import type { Dispatcher } from 'undici'
 import { NULL_BODY_STATUSES, REDIRECT_STATUSES } from '../_fetch-statuses.ts'
@@ -37,6 +38,11 @@ export interface UpstreamFetchOptions {
    * (an HTTP/1.1-only one fails every request). Default false: HTTP/1.1, one connection per concurrent request.
    */
   http2?: boolean
+  /**
+   * PEM certificates trusted for https upstreams besides Node's default roots (an upstream behind a private CA; the
+   * same option as `sluice/deno`'s). Node's TLS `ca` replaces the roots, so they are passed along with these.
+   */
+  caCerts?: string[]
 }
 
 /** What the fetch needs of a dispatcher: undici's `Agent` (HTTP/1.1) or ./http2-pool.ts. */
@@ -53,6 +59,15 @@ export interface UpstreamFetch {
 }
 
 
+/** Node's default roots plus `caCerts`, or undefined (the defaults) without any. */
+function trustedCertificates(caCerts: unknown): string[] | undefined {
+  if (caCerts === undefined) return undefined
+  if (!Array.isArray(caCerts) || !caCerts.every((cert) => typeof cert === 'string')) {
+    invalidOption('caCerts', 'an array of PEM strings', caCerts)
+  }
+  return caCerts.length === 0 ? undefined : [...rootCertificates, ...caCerts]
+}
+
 export function createUpstreamFetch(options: UpstreamFetchOptions = {}): UpstreamFetch {
   if (typeof options !== 'object' || options === null) invalidOption('options', 'an object', options)
   const connections = options.connections === undefined ? null : positiveInteger('connections', options.connections)
@@ -62,12 +77,13 @@ export function createUpstreamFetch(options: UpstreamFetchOptions = {}): Upstrea
   const connectTimeout = nonNegativeInteger('connectTimeoutMs', options.connectTimeoutMs ?? 10_000)
   const http2 = options.http2 === undefined ? false : options.http2
   if (typeof http2 !== 'boolean') invalidOption('http2', 'a boolean', http2)
+  const ca = trustedCertificates(options.caCerts)
   const dispatcher: UpstreamDispatcher = http2
-    ? createHttp2Pool({ connections, keepAliveTimeout, connectTimeout })
+    ? createHttp2Pool({ connections, keepAliveTimeout, connectTimeout, ca })
     : new Agent({
       connections,
       keepAliveTimeout,
-      connect: { timeout: connectTimeout },
+      connect: { timeout: connectTimeout, ...(ca ? { ca } : {}) },
       headersTimeout: 0,
       bodyTimeout: 0,
     })
