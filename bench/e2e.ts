@@ -157,7 +157,21 @@ for (const { target, missing } of skipped) console.log(`skipped ${target.name}: 
 
 const command = `npm run bench:e2e${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`
 const markdown = resultsMarkdown(
-  { command, startedAt, minutes, runs, quick, seed, pinned: pin, machine, targets, skipped, workloads, requestsFor, warmup },
+  {
+    command,
+    startedAt,
+    minutes,
+    runs,
+    quick,
+    seed,
+    pinned: pin,
+    machine,
+    targets,
+    skipped,
+    workloads,
+    requestsFor,
+    warmup,
+  },
   summaries,
 )
 writeFileSync(out, `${markdown}\n`)

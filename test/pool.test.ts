@@ -259,7 +259,8 @@ describe('a worker that dies or hangs', () => {
       const second = pool.threads[0]!.threadId
       // Dying while the upstream has not answered yet: nothing reached the caller, so the call is re-sent to the
       // replacement worker (like a connection lost before the first byte), and the caller sees one whole stream.
-      const resent = pool.stream(harness.request({ id: 'headers-crash', headerDelay: 300, chunks: 3 }), { id: 'headers-crash' })
+      const request = harness.request({ id: 'headers-crash', headerDelay: 300, chunks: 3 })
+      const resent = pool.stream(request, { id: 'headers-crash' })
       await harness.upstream.waitFor('headers-crash', () => true)
       await pool.threads[0]!.terminate()
       const whole = await readSse(await resent)
@@ -348,7 +349,7 @@ describe('queueing and shared limits', () => {
     }
   })
 
-  test('a call re-sent after its worker died keeps its attempts and only what is left of its queue budget', async () => {
+  test('a call re-sent after its worker died keeps its attempts and only what is left of its budget', async () => {
     // Every attempt waits 1.2 s for its headers; the first gets a 503. The worker dies during the second (at about
     // 1.3 s): resumed with what is left of 2 s, the third attempt cannot get its headers in time; with a fresh
     // budget it would (1.3 + 1.2 < 1.3 + 2). Told apart by the outcome, not by timing.

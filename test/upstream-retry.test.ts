@@ -128,9 +128,10 @@ describe('retries before the first byte', () => {
     }).catch((e: unknown) => e)
     expect(late).toBeInstanceOf(QueueTimeoutError)
     expect((await harness.upstream.waitForClosed('resumed-budget')).outcome).toBe('aborted')
-    await expect(client.stream(harness.request({ id: 'resume-bad' }), { resume: { attempts: -1, elapsedMs: 0 } }))
+    const bad = harness.request({ id: 'resume-bad' })
+    await expect(client.stream(bad, { resume: { attempts: -1, elapsedMs: 0 } }))
       .rejects.toThrow('Expected `resume.attempts` to be a non-negative integer, got `-1` (number)')
-    await expect(client.stream(harness.request({ id: 'resume-bad' }), { resume: { attempts: 0, elapsedMs: Number.NaN } }))
+    await expect(client.stream(bad, { resume: { attempts: 0, elapsedMs: Number.NaN } }))
       .rejects.toThrow('Expected `resume.elapsedMs` to be a finite number of milliseconds ≥ 0, got `NaN` (number)')
   })
 
