@@ -265,8 +265,8 @@ export class PoolCall {
   }
 
   /**
-   * No worker started the call within the queue budget (it waited in piscina's queue), or a re-sent call got no
-   * answer within what its first worker had left of it.
+   * No worker started the call within the queue budget (it waited in piscina's queue), or no other worker took a
+   * re-sent call over within what was left of it.
    */
   #queueDeadline(): void {
     if (this.#head !== PENDING || this.#headSeen || this.#done) return
