@@ -218,14 +218,11 @@ export class PoolCall {
     this.#reader = reader
     this.#source = reader.stream.getReader()
     this.#worker = undefined
-    const base = { id: this.id, kind: this.kind }
-    if (!this.#started) {
-      this.#started = true
-      this.#host.sink({ type: 'start', ...base, at: sharedNow() })
-    }
+    this.#ensureStarted()
     this.#host.sink({
       type: 'retry',
-      ...base,
+      id: this.id,
+      kind: this.kind,
       at: sharedNow(),
       attempt: this.#attempts,
       delayMs: 0,
@@ -362,13 +359,17 @@ export class PoolCall {
     this.#host.ended(this)
   }
 
+  /** Records `start` if no worker did (each call has exactly one). */
+  #ensureStarted(): void {
+    if (this.#started) return
+    this.#started = true
+    this.#host.sink({ type: 'start', id: this.id, kind: this.kind, at: sharedNow() })
+  }
+
   /** `start` (if the worker never sent it), `error` and `end` for a call its worker did not end. */
   #recordFailure(error: unknown): void {
     const base = { id: this.id, kind: this.kind }
-    if (!this.#started) {
-      this.#started = true
-      this.#host.sink({ type: 'start', ...base, at: sharedNow() })
-    }
+    this.#ensureStarted()
     const { code, message, status } = error as { code?: unknown; message?: unknown; status?: unknown }
     const errorStatus = typeof status === 'number' ? status : undefined
     this.#host.sink({
@@ -427,9 +428,7 @@ function tryError(controller: ReadableStreamDefaultController<Uint8Array>, reaso
 /** The last (up to) 4 bytes of `previous` followed by `chunk`; cheap per chunk (no copy of the chunk). */
 function lastBytes(previous: Uint8Array, chunk: Uint8Array): Uint8Array {
   if (chunk.byteLength >= 4) return chunk.subarray(chunk.byteLength - 4)
-  const joined = new Uint8Array(previous.byteLength + chunk.byteLength)
-  joined.set(previous)
-  joined.set(chunk, previous.byteLength)
+  const joined = concatBytes([previous, chunk])
   return joined.subarray(Math.max(0, joined.byteLength - 4))
 }
 

@@ -154,11 +154,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     calls.set(key, call)
     active++
     const { url, method, headers, body } = request
-    const now = sharedNow()
-    const { resume } = callOptions
-    const notAfter = isReady ? now - (resume?.elapsedMs ?? 0) + settings.queueTimeoutMs : undefined
+    const { notAfter, resume } = budgetOf(callOptions.resume)
     const task: CallTask = { kind, key, channel: reader.handle, request: { url, method, headers, body }, notAfter }
-    if (resume) task.resume = { attempts: resume.attempts, budgetStartedAt: now - resume.elapsedMs }
+    if (resume) task.resume = resume
+    // A call made while the pool starts gets no deadline in the task: startup is not charged to its budget.
+    if (!isReady) task.notAfter = undefined
     dispatch(call, task)
     return call.response
   }
@@ -170,19 +170,21 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       if (resume === undefined) return call.workerFailed(error)
       const key = ++nextKey
       const reader = hub.open()
-      const budgetMs = settings.queueTimeoutMs - resume.elapsedMs
       calls.delete(call.key)
-      call.resend(key, reader, budgetMs, error)
+      call.resend(key, reader, settings.queueTimeoutMs - resume.elapsedMs, error)
       calls.set(key, call)
-      const now = sharedNow()
-      dispatch(call, {
-        ...task,
-        key,
-        channel: reader.handle,
-        notAfter: now + budgetMs,
-        resume: { attempts: resume.attempts, budgetStartedAt: now - resume.elapsedMs },
-      })
+      dispatch(call, { ...task, key, channel: reader.handle, ...budgetOf(resume) })
     })
+  }
+
+  /** A task's queue deadline, and the resume its worker needs, for a call `resume` says is under way (or not). */
+  function budgetOf(resume: CallOptions['resume']): Pick<CallTask, 'notAfter' | 'resume'> {
+    const now = sharedNow()
+    const budgetStartedAt = now - (resume?.elapsedMs ?? 0)
+    return {
+      notAfter: budgetStartedAt + settings.queueTimeoutMs,
+      ...(resume && { resume: { attempts: resume.attempts, budgetStartedAt } }),
+    }
   }
 
   async function close({ timeoutMs = 30_000 }: { timeoutMs?: number } = {}): Promise<void> {
