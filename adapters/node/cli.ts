@@ -30,13 +30,15 @@ export async function main(argv: readonly string[]): Promise<void> {
 }
 
 async function run(config: CliConfig): Promise<void> {
-  // undici's dispatcher for a real upstream, unless --upstream-client fetch (./upstream-fetch.ts says why).
-  const upstreamFetch = config.upstream && config.upstreamClient === 'undici'
+  // undici's dispatcher for a real upstream, unless --upstream-client fetch (./upstream-fetch.ts says why); the
+  // runner (workers or a transform) makes its own from the fetch module, so it is made here only without one.
+  const withRunner = config.workers > 0 || config.transform !== undefined
+  const upstreamFetch = !withRunner && config.upstream && config.upstreamClient === 'undici'
     ? createUpstreamFetch({ http2: config.upstreamHttp2 })
     : undefined
   const { gateway, runner, telemetry, shutdown } = await createGatewayFromConfig(
     config,
-    config.workers > 0 || config.transform !== undefined
+    withRunner
       ? { runner: (limits) => createPoolRunner(config, limits) }
       : upstreamFetch ? { fetch: upstreamFetch } : {},
   )
